@@ -163,6 +163,13 @@ proto_writer_object (proto_writer_t *self, const msgpack_object *obj)
 }
 
 void
+proto_writer_raw (proto_writer_t *self, const void *data, size_t len)
+{
+    s_count (self);
+    msgpack_sbuffer_write (&self->buffer, (const char *) data, len);
+}
+
+void
 proto_writer_kv_str (proto_writer_t *self, const char *key, const char *value)
 {
     proto_writer_str (self, key);

@@ -169,6 +169,9 @@ void
 //  Copy a decoded object as it is
 void
     proto_writer_object (proto_writer_t *self, const msgpack_object *obj);
+//  Append bytes that already hold one encoded msgpack object
+void
+    proto_writer_raw (proto_writer_t *self, const void *data, size_t len);
 //  Key-value shortcuts for maps
 void
     proto_writer_kv_str (proto_writer_t *self, const char *key, const char *value);

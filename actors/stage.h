@@ -1,0 +1,86 @@
+/*  =========================================================================
+    stage - what every Chorus stage shares: configuration, sockets, envelopes
+
+    See docs/architecture.md for the frames between stages. Stages send
+    without blocking: a full or absent next stage is reported to the caller,
+    who answers the client stage_unavailable instead of hanging.
+    =========================================================================
+*/
+#ifndef CHORUS_STAGE_H_INCLUDED
+#define CHORUS_STAGE_H_INCLUDED
+
+#include <czmq.h>
+#include "chorus/proto.h"
+
+//  Configuration of a chorusd process; every stage reads what it needs
+typedef struct {
+    const char *data_dir;               //  RocksDB directories live under it
+    const char *front_endpoint;         //  broker's ROUTER for peers (comma list)
+    const char *broker_endpoint;        //  broker's inbox for replies, deliveries
+    const char *ingest_endpoint;        //  ingest's inbox
+    const char *membership_endpoint;    //  membership's inbox
+    const char *persistence_endpoint;   //  persistence's inbox
+    const char *fanout_endpoint;        //  fan-out's inbox
+    int session_idle_s;                 //  broker forgets silent sessions after this
+    int rate_per_s;                     //  ingest: sustained requests/s per user
+    int rate_burst;                     //  ingest: burst size per user
+    int batch_max;                      //  persistence: sends per group commit
+    bool verbose;                       //  log every message
+} stage_config_t;
+
+//  Frame kinds on the broker's and fan-out's inboxes
+#define STAGE_REPLY     "R"
+#define STAGE_DELIVERY  "D"
+#define STAGE_EVENT     "EV"
+#define STAGE_UP        "UP"
+#define STAGE_DOWN      "DN"
+
+//  Flags of a recipient in event meta
+#define STAGE_RECIP_MUTED          1
+#define STAGE_RECIP_NOTIFY_ALWAYS  2
+
+//  A PULL inbox bound to endpoint; NULL if it cannot bind
+zsock_t *
+    stage_inbox_new (const char *endpoint);
+//  A PUSH connected to endpoint, non-blocking, not queueing to absent peers
+zsock_t *
+    stage_outbox_new (const char *endpoint);
+
+//  Send a reply to the broker: ["R"][route][reply][ctl or empty]. The route
+//  frame is copied. Returns 0, or -1 if the broker cannot take it now.
+int
+    stage_send_reply (zsock_t *broker, zframe_t *route, proto_writer_t *reply,
+                      proto_writer_t *ctl);
+//  Send an error reply for request rid
+int
+    stage_send_error (zsock_t *broker, zframe_t *route, uint64_t rid,
+                      proto_error_t code, const char *message);
+//  Pass a request on: [route][ctx][req]. Frames are copied. 0 or -1.
+int
+    stage_forward (zsock_t *next, zframe_t *route, proto_writer_t *ctx,
+                   zframe_t *req);
+//  Pass a request on unchanged: [route][ctx][req], all frames copied. 0 or -1.
+int
+    stage_pass (zsock_t *next, zframe_t *route, zframe_t *ctx, zframe_t *req);
+//  Send an event to fan-out: ["EV"][meta][event]. 0 or -1.
+int
+    stage_send_event (zsock_t *fanout, proto_writer_t *meta, proto_writer_t *event);
+
+//  Actor start contract: after zactor_new, the owner sends "STATUS" and
+//  the actor answers "OK", or "FAILED" if it could not start (it then only
+//  waits for $TERM). stage_actor_new does this handshake.
+zactor_t *
+    stage_actor_new (zactor_fn *fn, void *args);
+//  For an actor that could not start: signal, answer FAILED until $TERM
+void
+    stage_actor_failed (zsock_t *pipe);
+//  For an actor's pipe handler: handles STATUS and $TERM; returns true
+//  when the actor must stop
+bool
+    stage_actor_command (zsock_t *pipe);
+
+//  Milliseconds since the epoch (wall clock, for timestamps)
+uint64_t
+    stage_now_ms (void);
+
+#endif

@@ -1,0 +1,234 @@
+/*  =========================================================================
+    chorusd - the Chorus server
+
+    Reads the options, starts the stages this process runs, waits for
+    SIGINT or SIGTERM, then stops them front to back so that nothing new
+    comes in while persistence flushes and closes RocksDB.
+    =========================================================================
+*/
+#include <getopt.h>
+#include <sys/stat.h>
+#include "stage.h"
+#include "broker.h"
+#include "ingest.h"
+#include "membership.h"
+#include "persistence.h"
+#include "fanout.h"
+#include "edge.h"
+#include "chorus/client.h"
+
+#ifndef CHORUS_WEB_ROOT
+#   define CHORUS_WEB_ROOT "edge/web"
+#endif
+
+//  What this process runs, and how
+typedef struct {
+    stage_config_t stage;       //  endpoints and limits for the stages
+    edge_config_t edge;         //  the web edge
+    const char *stages;         //  comma list of stages to run here
+    bool seed_demo;             //  create the demo workspace on start
+} options_t;
+
+static void
+s_usage (FILE *out)
+{
+    fprintf (out,
+"usage: chorusd [options]\n"
+"  --data DIR             data directory (default ./data)\n"
+"  --api ENDPOINTS        broker ROUTER endpoints, comma list (default tcp://127.0.0.1:5555)\n"
+"  --http HOST:PORT       web edge: WebSocket, REST, web client (default 127.0.0.1:8080)\n"
+"  --web DIR              web client directory (default " CHORUS_WEB_ROOT ")\n"
+"  --origins LIST         allowed browser origins, comma list (default: the edge's own)\n"
+"  --role ROLE            all | store | front | edge, or --stages LIST (default all)\n"
+"  --stages LIST          stages to run: broker,ingest,membership,persistence,fanout,edge\n"
+"  --broker-ep EP         broker inbox (default inproc://chorus-broker)\n"
+"  --ingest-ep EP         ingest inbox (default inproc://chorus-ingest)\n"
+"  --membership-ep EP     membership inbox (default inproc://chorus-membership)\n"
+"  --persistence-ep EP    persistence inbox (default inproc://chorus-persistence)\n"
+"  --fanout-ep EP         fan-out inbox (default inproc://chorus-fanout)\n"
+"  --edge-api EP          broker endpoint the edge connects to (default inproc://chorus-front)\n"
+"  --session-idle S       forget peers silent for S seconds (default 90)\n"
+"  --rate N --burst N     requests per second per user, and burst (default 50, 200)\n"
+"  --batch-max N          sends per group commit at most (default 1024)\n"
+"  --seed-demo            create the demo workspace if it does not exist\n"
+"  --verbose              log more\n");
+}
+
+//  Fills in defaults
+static void
+s_options_init (options_t *options)
+{
+    memset (options, 0, sizeof (*options));
+    options->stage.data_dir = "./data";
+    options->stage.front_endpoint = "tcp://127.0.0.1:5555";
+    options->stage.broker_endpoint = "inproc://chorus-broker";
+    options->stage.ingest_endpoint = "inproc://chorus-ingest";
+    options->stage.membership_endpoint = "inproc://chorus-membership";
+    options->stage.persistence_endpoint = "inproc://chorus-persistence";
+    options->stage.fanout_endpoint = "inproc://chorus-fanout";
+    options->stage.session_idle_s = 90;
+    options->stage.rate_per_s = 50;
+    options->stage.rate_burst = 200;
+    options->stage.batch_max = 1024;
+    edge_config_defaults (&options->edge);
+    options->edge.web_root = CHORUS_WEB_ROOT;
+    options->edge.api_endpoint = "inproc://chorus-front";
+    options->stages = "broker,ingest,membership,persistence,fanout,edge";
+}
+
+//  Parses argv into options; returns 0, or -1 on a usage error
+static int
+s_options_parse (options_t *options, int argc, char **argv)
+{
+    static struct option longs [] = {
+        { "data", 1, 0, 'd' }, { "api", 1, 0, 'a' }, { "http", 1, 0, 'h' },
+        { "web", 1, 0, 'w' }, { "origins", 1, 0, 'o' }, { "role", 1, 0, 'r' },
+        { "stages", 1, 0, 's' }, { "broker-ep", 1, 0, 1 }, { "ingest-ep", 1, 0, 2 },
+        { "membership-ep", 1, 0, 3 }, { "persistence-ep", 1, 0, 4 },
+        { "fanout-ep", 1, 0, 5 }, { "edge-api", 1, 0, 6 }, { "session-idle", 1, 0, 7 },
+        { "rate", 1, 0, 8 }, { "burst", 1, 0, 9 }, { "batch-max", 1, 0, 10 },
+        { "seed-demo", 0, 0, 11 }, { "verbose", 0, 0, 'v' }, { "help", 0, 0, 12 },
+        { 0, 0, 0, 0 }
+    };
+    int opt;
+    while ((opt = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+        switch (opt) {
+            case 'd': options->stage.data_dir = optarg; break;
+            case 'a': options->stage.front_endpoint = optarg; break;
+            case 'h': if (edge_config_set_listen (&options->edge, optarg)) return -1; break;
+            case 'w': options->edge.web_root = optarg; break;
+            case 'o': options->edge.allowed_origins = optarg; break;
+            case 'r':
+                if (streq (optarg, "all"))
+                    options->stages = "broker,ingest,membership,persistence,fanout,edge";
+                else
+                if (streq (optarg, "store"))
+                    options->stages = "persistence";
+                else
+                if (streq (optarg, "front"))
+                    options->stages = "broker,ingest,membership,fanout,edge";
+                else
+                if (streq (optarg, "edge"))
+                    options->stages = "edge";
+                else
+                    return -1;
+                break;
+            case 's': options->stages = optarg; break;
+            case 1: options->stage.broker_endpoint = optarg; break;
+            case 2: options->stage.ingest_endpoint = optarg; break;
+            case 3: options->stage.membership_endpoint = optarg; break;
+            case 4: options->stage.persistence_endpoint = optarg; break;
+            case 5: options->stage.fanout_endpoint = optarg; break;
+            case 6: options->edge.api_endpoint = optarg; break;
+            case 7: options->stage.session_idle_s = atoi (optarg); break;
+            case 8: options->stage.rate_per_s = atoi (optarg); break;
+            case 9: options->stage.rate_burst = atoi (optarg); break;
+            case 10: options->stage.batch_max = atoi (optarg); break;
+            case 11: options->seed_demo = true; break;
+            case 'v': options->stage.verbose = true; options->edge.verbose = true; break;
+            default: return -1;
+        }
+    }
+    if (optind != argc || options->stage.session_idle_s < 1
+    ||  options->stage.rate_per_s < 1 || options->stage.rate_burst < 1
+    ||  options->stage.batch_max < 1)
+        return -1;
+    return 0;
+}
+
+//  True if the comma list of stages names this one
+static bool
+s_runs (const options_t *options, const char *stage)
+{
+    size_t len = strlen (stage);
+    for (const char *p = options->stages; p && *p; ) {
+        const char *comma = strchr (p, ',');
+        size_t item = comma? (size_t) (comma - p): strlen (p);
+        if (item == len && memcmp (p, stage, len) == 0)
+            return true;
+        p = comma? comma + 1: NULL;
+    }
+    return false;
+}
+
+//  Reads the admin token the membership stage wrote; NULL if none
+static char *
+s_admin_token (const char *data_dir)
+{
+    char *path = zsys_sprintf ("%s/admin.token", data_dir);
+    FILE *file = fopen (path, "r");
+    free (path);
+    if (!file)
+        return NULL;
+    char token [256] = "";
+    char *line = fgets (token, sizeof (token), file);
+    fclose (file);
+    if (!line)
+        return NULL;
+    token [strcspn (token, "\r\n")] = 0;
+    return strdup (token);
+}
+
+//  Creates the demo workspace through the API, as any integrator would
+static int
+s_seed_demo (const options_t *options)
+{
+    char *token = s_admin_token (options->stage.data_dir);
+    if (!token) {
+        zsys_error ("chorusd: --seed-demo needs the membership stage in this process");
+        return -1;
+    }
+    char *endpoint = strdup (options->stage.front_endpoint);
+    endpoint [strcspn (endpoint, ",")] = 0;
+    int rc = chorus_seed_demo (endpoint, token);
+    free (endpoint);
+    free (token);
+    return rc;
+}
+
+int
+main (int argc, char **argv)
+{
+    options_t options;
+    s_options_init (&options);
+    if (s_options_parse (&options, argc, argv)) {
+        s_usage (stderr);
+        return 2;
+    }
+    zsys_init ();
+    zsys_set_logident ("chorusd");
+    mkdir (options.stage.data_dir, 0700);
+    //  Stages start back to front, so each finds its next stage bound
+    struct { const char *name; zactor_fn *fn; void *args; zactor_t *actor; } stages [] = {
+        { "persistence", persistence_actor, &options.stage, NULL },
+        { "fanout", fanout_actor, &options.stage, NULL },
+        { "membership", membership_actor, &options.stage, NULL },
+        { "ingest", ingest_actor, &options.stage, NULL },
+        { "broker", broker_actor, &options.stage, NULL },
+        { "edge", edge_actor, &options.edge, NULL },
+    };
+    size_t count = sizeof (stages) / sizeof (stages [0]);
+    int rc = 0;
+    for (size_t i = 0; i < count && rc == 0; i++) {
+        if (!s_runs (&options, stages [i].name))
+            continue;
+        stages [i].actor = stage_actor_new (stages [i].fn, stages [i].args);
+        if (!stages [i].actor) {
+            zsys_error ("chorusd: the %s stage failed to start", stages [i].name);
+            rc = 1;
+        }
+    }
+    if (rc == 0) {
+        zsys_info ("chorusd: running %s, data in %s, API on %s",
+                   options.stages, options.stage.data_dir, options.stage.front_endpoint);
+        if (options.seed_demo && s_seed_demo (&options))
+            zsys_warning ("chorusd: seeding the demo workspace failed");
+        while (!zsys_interrupted)
+            zclock_sleep (100);
+        zsys_info ("chorusd: stopping");
+    }
+    //  Stop front to back: no new input while persistence flushes
+    for (size_t i = count; i > 0; i--)
+        zactor_destroy (&stages [i - 1].actor);
+    return rc;
+}

@@ -1,0 +1,163 @@
+"""Crash test: SIGKILL chorusd at random moments while clients send.
+
+A ledger outside the server records every send: acked (with its seq) or
+unknown (sent, no ack). After each restart and at the end, every acked
+message must be stored exactly once with its acked seq, every channel's seqs
+must run 1..head without gaps, unknown sends retried with the same
+client_msg_id must land exactly once, and no message may exist that the
+ledger does not know.
+"""
+import os
+import random
+import threading
+import time
+import uuid
+
+import msgpack
+import zmq
+
+from chorus_harness import Server, Workspace, run
+
+KILLS = int(os.environ.get("CHORUS_CRASH_KILLS", "20"))
+
+
+class Sender(threading.Thread):
+    """Streams pipelined sends to several channels; survives server deaths."""
+
+    def __init__(self, server, ws, handle, channels, ledger, lock):
+        super().__init__(daemon=True)
+        self.server, self.ws, self.handle = server, ws, handle
+        self.channels, self.ledger, self.lock = channels, ledger, lock
+        self.stop = threading.Event()
+        self.rid = 0
+
+    def connect(self):
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(self.server.api)
+        self.rid += 1
+        sock.send(msgpack.packb({"op": "login", "rid": self.rid, "tenant": self.ws.name,
+                                 "handle": self.handle, "password": "secret-" + self.handle}))
+        if not sock.poll(3000):
+            sock.close()
+            return None
+        reply = msgpack.unpackb(sock.recv_multipart()[0], strict_map_key=False)
+        if not reply.get("ok"):
+            sock.close()
+            return None
+        return sock
+
+    def run(self):
+        while not self.stop.is_set():
+            sock = self.connect()
+            if sock is None:
+                time.sleep(0.1)
+                continue
+            self.stream(sock)
+            sock.close()
+
+    def stream(self, sock):
+        pending = {}
+        while not self.stop.is_set():
+            while len(pending) < 16:
+                self.rid += 1
+                ch = random.choice(self.channels)
+                cmid = uuid.uuid4().hex
+                body = "%s %s" % (self.handle, cmid)
+                with self.lock:
+                    self.ledger["unknown"][cmid] = (ch, body, self.handle)
+                pending[self.rid] = (cmid, time.time())
+                sock.send(msgpack.packb({"op": "send", "rid": self.rid, "ch": ch,
+                                         "client_msg_id": cmid, "body": body}))
+            if not sock.poll(200):
+                oldest = min(t for _, t in pending.values())
+                if time.time() - oldest > 1.5:
+                    return  # the server is gone: pending stay unknown
+                continue
+            payload = msgpack.unpackb(sock.recv_multipart()[0], strict_map_key=False)
+            if payload.get("re") in pending:
+                cmid, _ = pending.pop(payload["re"])
+                if payload.get("ok"):
+                    with self.lock:
+                        ch, body, handle = self.ledger["unknown"].pop(cmid)
+                        assert cmid not in self.ledger["acked"]
+                        self.ledger["acked"][cmid] = (ch, payload["seq"], body, handle)
+
+
+def verify(ws, channels, ledger):
+    """Checks the store against the ledger; resends unknown sends first."""
+    clients = {h: ws.login(h) for h in ("alice", "bob", "carol")}
+    for cmid, (ch, body, handle) in list(ledger["unknown"].items()):
+        reply = clients[handle].ok("send", ch=ch, body=body, client_msg_id=cmid)
+        ledger["acked"][cmid] = (ch, reply["seq"], body, handle)
+        del ledger["unknown"][cmid]
+        again = clients[handle].ok("send", ch=ch, body=body, client_msg_id=cmid)
+        assert again["seq"] == reply["seq"] and again["duplicate"]
+    expected = {}
+    for cmid, (ch, seq, body, _) in ledger["acked"].items():
+        assert (ch, seq) not in expected, "two acks for one seq"
+        expected[(ch, seq)] = body
+    reader = clients["alice"]
+    for ch in channels:
+        stored = []
+        after = 0
+        while True:
+            if after:
+                page = reader.ok("history", ch=ch, after=after, limit=200)
+            else:
+                page = reader.ok("history", ch=ch, before=201, limit=200)
+            msgs = page["messages"]
+            stored += msgs
+            if not msgs or not page["has_more_after"]:
+                break
+            after = msgs[-1]["seq"]
+        seqs = [m["seq"] for m in stored]
+        assert seqs == list(range(1, len(seqs) + 1)), "gap or duplicate in channel %d" % ch
+        for m in stored:
+            assert expected.get((ch, m["seq"])) == m["body"], \
+                "message %d/%d is not the acked one (or was never sent)" % (ch, m["seq"])
+        acked_here = sum(1 for (c, _) in expected if c == ch)
+        assert acked_here == len(stored), "acked %d, stored %d" % (acked_here, len(stored))
+    for c in clients.values():
+        c.close()
+
+
+def test_sigkill_under_load():
+    server = Server(http=False).start()
+    try:
+        ws = Workspace(server)
+        alice = ws.login("alice")
+        channels = [alice.ok("channel_create", name="crash%d" % i)["channel"]["id"] for i in range(3)]
+        for handle in ("bob", "carol"):
+            c = ws.login(handle)
+            for ch in channels:
+                c.ok("channel_join", ch=ch)
+            c.close()
+        alice.close()
+        ledger = {"acked": {}, "unknown": {}}
+        lock = threading.Lock()
+        senders = [Sender(server, ws, h, channels, ledger, lock) for h in ("alice", "bob", "carol")]
+        for s in senders:
+            s.start()
+        for kill in range(KILLS):
+            time.sleep(random.uniform(0.3, 1.2))
+            server.kill()
+            server.start(wait=False)
+            server.wait_ready()
+        time.sleep(0.5)
+        for s in senders:
+            s.stop.set()
+        for s in senders:
+            s.join(timeout=10)
+        with lock:
+            acked = len(ledger["acked"])
+        assert acked > KILLS * 10, "the load was too light to mean anything (%d acks)" % acked
+        verify(ws, channels, ledger)
+        print("crash: %d kills, %d acked sends verified" % (KILLS, len(ledger["acked"])))
+        assert server.stop() == 0
+    finally:
+        server.cleanup()
+
+
+if __name__ == "__main__":
+    run([test_sigkill_under_load])
