@@ -1,0 +1,1128 @@
+/*  =========================================================================
+    store - thin, safe wrapper over the RocksDB C API
+
+    See store.h for the contract and README.md for the design notes. This is
+    the only file in Chorus that includes <rocksdb/c.h>.
+    =========================================================================
+*/
+
+#if !defined (_GNU_SOURCE) && !defined (_POSIX_C_SOURCE)
+#   define _POSIX_C_SOURCE 200809L
+#endif
+
+#include "store.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <rocksdb/c.h>
+
+//  Tuning (see README.md)
+#define STORE_BLOCK_CACHE_SIZE   (64u << 20)    //  LRU block cache shared by all CFs
+#define STORE_BLOOM_BITS         10             //  Bloom filter bits per key
+#define STORE_BACKGROUND_JOBS    2              //  Flush + compaction threads
+#define STORE_WRITE_BUFFER_SIZE  (32u << 20)    //  Memtable size per CF
+#define STORE_DB_WRITE_BUFFER    (256u << 20)   //  Cap on all memtables together
+#define STORE_MAX_TOTAL_WAL      (512ull << 20) //  Force flushes past this WAL size
+
+#define STORE_GLOBAL_CF   "global"
+#define STORE_DEFAULT_CF  "default"
+#define STORE_TENANT_PFX  "t/"
+
+//  One slot of the tenant -> column family hash table
+typedef struct {
+    uint64_t tenant;                            //  Tenant id (meaningful if cf)
+    rocksdb_column_family_handle_t *cf;         //  CF handle; NULL = empty slot
+} s_slot_t;
+
+//  Structure of our store
+struct _store_t {
+    char *path;                                 //  Database directory
+    rocksdb_t *db;                              //  Open database, or NULL
+    rocksdb_options_t *options;                 //  DB options, also used per CF
+    rocksdb_cache_t *cache;                     //  Our reference to the block cache
+    rocksdb_writeoptions_t *wopts_sync;         //  Write options, sync = true
+    rocksdb_writeoptions_t *wopts_nosync;       //  Write options, sync = false
+    rocksdb_readoptions_t *ropts;               //  Read options for point reads
+    rocksdb_column_family_handle_t *global;     //  Handle of the "global" CF
+    rocksdb_column_family_handle_t **others;    //  "default" and unknown CF handles
+    size_t others_count;                        //  Number of handles in others
+    s_slot_t *slots;                            //  Tenant CF hash (open addressing)
+    size_t slots_cap;                           //  Slot count, a power of two
+    size_t tenants;                             //  Number of tenant CFs in slots
+    size_t iterators;                           //  Live iterators on this store
+    bool failed;                                //  True after any failed write
+    char *failure;                              //  Message of the first failure
+#ifdef CHORUS_TESTING
+    bool fail_next_write;                       //  Test hook: fake an I/O error
+#endif
+};
+
+//  One queued batch operation; key and value bytes live in the batch buffer
+typedef struct {
+    uint64_t tenant;                            //  Target tenant (0 = global)
+    bool is_delete;                             //  Delete (true) or put (false)
+    size_t key_off;                             //  Offset of the key in data
+    size_t key_len;                             //  Key length in bytes
+    size_t value_off;                           //  Offset of the value in data
+    size_t value_len;                           //  Value length (0 for delete)
+} s_op_t;
+
+//  Structure of our batch
+struct _store_batch_t {
+    s_op_t *ops;                                //  Queued operations, in order
+    size_t count;                               //  Number of queued operations
+    size_t ops_cap;                             //  Allocated entries in ops
+    char *data;                                 //  Concatenated keys and values
+    size_t data_len;                            //  Bytes used in data
+    size_t data_cap;                            //  Bytes allocated in data
+};
+
+//  Structure of our iterator
+struct _store_iter_t {
+    store_t *store;                             //  Owning store (iterator count)
+    rocksdb_readoptions_t *ropts;               //  Read options holding the bounds
+    rocksdb_iterator_t *iter;                   //  RocksDB iterator
+    char *lower;                                //  Copy of the lower bound, or NULL
+    char *upper;                                //  Copy of the upper bound, or NULL
+};
+
+
+//  --------------------------------------------------------------------------
+//  realloc that treats out of memory as fatal (like CZMQ); never NULL.
+
+static void *
+s_realloc (void *ptr, size_t size)
+{
+    void *result = realloc (ptr, size ? size : 1);
+    if (!result) {
+        fprintf (stderr, "store: out of memory (%zu bytes)\n", size);
+        abort ();
+    }
+    return result;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Duplicate a string; out of memory is fatal.
+
+static char *
+s_strdup (const char *string)
+{
+    size_t size = strlen (string) + 1;
+    char *copy = (char *) s_realloc (NULL, size);
+    memcpy (copy, string, size);
+    return copy;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Duplicate len bytes (non-NULL result even for len 0); OOM is fatal.
+
+static char *
+s_memdup (const void *src, size_t len)
+{
+    char *copy = (char *) s_realloc (NULL, len);
+    if (len)
+        memcpy (copy, src, len);
+    return copy;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Format a new malloc'd error message into *err, if err is not NULL.
+
+static void
+s_set_err (char **err, const char *format, ...)
+{
+    if (!err)
+        return;
+    va_list args;
+    va_start (args, format);
+    int size = vsnprintf (NULL, 0, format, args);
+    va_end (args);
+    if (size < 0)
+        size = 0;
+    char *message = (char *) s_realloc (NULL, (size_t) size + 1);
+    va_start (args, format);
+    vsnprintf (message, (size_t) size + 1, format, args);
+    va_end (args);
+    *err = message;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Enter the failed state (sticky); remembers the first failure message.
+
+static void
+s_enter_failed (store_t *self, const char *what, const char *message)
+{
+    if (!self->failed) {
+        self->failed = true;
+        size_t size = strlen (what) + strlen (message) + 3;
+        self->failure = (char *) s_realloc (NULL, size);
+        snprintf (self->failure, size, "%s: %s", what, message);
+    }
+}
+
+
+//  --------------------------------------------------------------------------
+//  Hash a tenant id (splitmix64 finalizer) for the open-addressing table.
+
+static size_t
+s_hash (uint64_t tenant)
+{
+    tenant ^= tenant >> 30;
+    tenant *= 0xbf58476d1ce4e5b9ull;
+    tenant ^= tenant >> 27;
+    tenant *= 0x94d049bb133111ebull;
+    tenant ^= tenant >> 31;
+    return (size_t) tenant;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Insert a tenant CF into a slot table with linear probing (no duplicates).
+
+static void
+s_slots_put (s_slot_t *slots, size_t cap, uint64_t tenant,
+             rocksdb_column_family_handle_t *cf)
+{
+    size_t index = s_hash (tenant) & (cap - 1);
+    while (slots [index].cf) {
+        assert (slots [index].tenant != tenant);
+        index = (index + 1) & (cap - 1);
+    }
+    slots [index].tenant = tenant;
+    slots [index].cf = cf;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Add a tenant CF to the store's table, growing it to keep load <= 1/2.
+
+static void
+s_tenant_insert (store_t *self, uint64_t tenant, rocksdb_column_family_handle_t *cf)
+{
+    if ((self->tenants + 1) * 2 > self->slots_cap) {
+        size_t new_cap = self->slots_cap ? self->slots_cap * 2 : 16;
+        s_slot_t *new_slots = (s_slot_t *) s_realloc (NULL, new_cap * sizeof (s_slot_t));
+        memset (new_slots, 0, new_cap * sizeof (s_slot_t));
+        for (size_t index = 0; index < self->slots_cap; index++)
+            if (self->slots [index].cf)
+                s_slots_put (new_slots, new_cap,
+                             self->slots [index].tenant, self->slots [index].cf);
+        free (self->slots);
+        self->slots = new_slots;
+        self->slots_cap = new_cap;
+    }
+    s_slots_put (self->slots, self->slots_cap, tenant, cf);
+    self->tenants++;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Look up the CF handle of a tenant (0 = global); NULL if it does not exist.
+
+static rocksdb_column_family_handle_t *
+s_cf_lookup (store_t *self, uint64_t tenant)
+{
+    if (tenant == STORE_GLOBAL)
+        return self->global;
+    if (self->tenants == 0)
+        return NULL;
+    size_t index = s_hash (tenant) & (self->slots_cap - 1);
+    while (self->slots [index].cf) {
+        if (self->slots [index].tenant == tenant)
+            return self->slots [index].cf;
+        index = (index + 1) & (self->slots_cap - 1);
+    }
+    return NULL;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Parse a CF name "t/<decimal>" (no sign, no leading zero, not 0, no
+//  overflow) into *tenant. Returns true if the name is a tenant CF name.
+
+static bool
+s_parse_tenant_cf (const char *name, uint64_t *tenant)
+{
+    size_t prefix = strlen (STORE_TENANT_PFX);
+    if (strncmp (name, STORE_TENANT_PFX, prefix) != 0)
+        return false;
+    const char *digits = name + prefix;
+    if (*digits < '1' || *digits > '9')
+        return false;
+    uint64_t value = 0;
+    for (const char *cursor = digits; *cursor; cursor++) {
+        if (*cursor < '0' || *cursor > '9')
+            return false;
+        unsigned digit = (unsigned) (*cursor - '0');
+        if (value > (UINT64_MAX - digit) / 10)
+            return false;
+        value = value * 10 + digit;
+    }
+    *tenant = value;
+    return true;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Create directory `path` and its missing parents (mkdir -p). 0 / -1 errno.
+
+static int
+s_mkdir_p (const char *path)
+{
+    char *copy = s_strdup (path);
+    int rc = 0;
+    for (char *cursor = copy + 1; ; cursor++) {
+        if (*cursor == '/' || *cursor == '\0') {
+            char saved = *cursor;
+            *cursor = '\0';
+            if (mkdir (copy, 0755) != 0 && errno != EEXIST) {
+                rc = -1;
+                break;
+            }
+            *cursor = saved;
+            if (saved == '\0')
+                break;
+        }
+    }
+    free (copy);
+    if (rc == 0) {
+        struct stat info;
+        if (stat (path, &info) != 0)
+            rc = -1;
+        else
+        if (!S_ISDIR (info.st_mode)) {
+            errno = ENOTDIR;
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Returns the name of the first RocksDB data file (*.sst, *.log, MANIFEST-*)
+//  found in directory `path` as a new string, or NULL if there is none.
+
+static char *
+s_find_db_file (const char *path)
+{
+    DIR *dir = opendir (path);
+    if (!dir)
+        return NULL;
+    char *found = NULL;
+    struct dirent *entry;
+    while (!found && (entry = readdir (dir)) != NULL) {
+        const char *name = entry->d_name;
+        size_t len = strlen (name);
+        if (strncmp (name, "MANIFEST-", 9) == 0
+        || (len > 4 && strcmp (name + len - 4, ".sst") == 0)
+        || (len > 4 && strcmp (name + len - 4, ".log") == 0))
+            found = s_strdup (name);
+    }
+    closedir (dir);
+    return found;
+}
+
+
+//  --------------------------------------------------------------------------
+//  After a failed open, find RocksDB's own account of WAL corruption in the
+//  info LOG ("<dir>/000123.log: dropping N bytes; Corruption: ..."), which
+//  names the damaged file, unlike the status message. Returns the text after
+//  the "[source:line] " tag of the last such line as a new string, or NULL.
+
+static char *
+s_log_corruption_hint (const char *path)
+{
+    size_t log_size = strlen (path) + sizeof ("/LOG");
+    char *log_path = (char *) s_realloc (NULL, log_size);
+    snprintf (log_path, log_size, "%s/LOG", path);
+    FILE *file = fopen (log_path, "r");
+    free (log_path);
+    if (!file)
+        return NULL;
+    char *hint = NULL;
+    char *line = NULL;
+    size_t line_size = 0;
+    ssize_t line_len;
+    while ((line_len = getline (&line, &line_size, file)) > 0) {
+        char *dropping = strstr (line, ": dropping ");
+        if (!dropping)
+            continue;
+        //  Start of the message: just after the last "] " before it
+        char *start = line;
+        for (char *cursor = line; cursor < dropping; cursor++)
+            if (cursor [0] == ']' && cursor [1] == ' ')
+                start = cursor + 2;
+        while (line_len > 0 && (line [line_len - 1] == '\n' || line [line_len - 1] == '\r'))
+            line [--line_len] = '\0';
+        free (hint);
+        hint = s_strdup (start);
+    }
+    free (line);
+    fclose (file);
+    return hint;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Create the RocksDB options and per-store objects. Cannot fail.
+
+static void
+s_options_new (store_t *self)
+{
+    self->cache = rocksdb_cache_create_lru (STORE_BLOCK_CACHE_SIZE);
+    rocksdb_block_based_table_options_t *table = rocksdb_block_based_options_create ();
+    rocksdb_block_based_options_set_block_cache (table, self->cache);
+    //  The table options take ownership of the filter policy
+    rocksdb_block_based_options_set_filter_policy (
+        table, rocksdb_filterpolicy_create_bloom_full (STORE_BLOOM_BITS));
+    //  Bound index/filter memory by the cache even with thousands of CFs
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks (table, 1);
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache (table, 1);
+
+    self->options = rocksdb_options_create ();
+    rocksdb_options_set_create_if_missing (self->options, 1);
+    rocksdb_options_set_create_missing_column_families (self->options, 1);
+    rocksdb_options_set_paranoid_checks (self->options, 1);
+    rocksdb_options_set_wal_recovery_mode (
+        self->options, rocksdb_tolerate_corrupted_tail_records_recovery);
+    rocksdb_options_set_max_background_jobs (self->options, STORE_BACKGROUND_JOBS);
+    rocksdb_options_set_write_buffer_size (self->options, STORE_WRITE_BUFFER_SIZE);
+    rocksdb_options_set_db_write_buffer_size (self->options, STORE_DB_WRITE_BUFFER);
+    rocksdb_options_set_max_total_wal_size (self->options, STORE_MAX_TOTAL_WAL);
+    //  The factory copies the table options (and shares the cache)
+    rocksdb_options_set_block_based_table_factory (self->options, table);
+    rocksdb_block_based_options_destroy (table);
+
+    self->wopts_sync = rocksdb_writeoptions_create ();
+    rocksdb_writeoptions_set_sync (self->wopts_sync, 1);
+    self->wopts_nosync = rocksdb_writeoptions_create ();
+    rocksdb_writeoptions_set_sync (self->wopts_nosync, 0);
+    self->ropts = rocksdb_readoptions_create ();
+}
+
+
+//  --------------------------------------------------------------------------
+//  Open the database with all its column families and dispatch the handles.
+//  Returns 0, or -1 with *err.
+
+static int
+s_open (store_t *self, char **err)
+{
+    char *rerr = NULL;
+    char **listed = NULL;
+    size_t listed_count = 0;
+
+    //  An existing database has a CURRENT file; list its column families
+    size_t current_size = strlen (self->path) + sizeof ("/CURRENT");
+    char *current = (char *) s_realloc (NULL, current_size);
+    snprintf (current, current_size, "%s/CURRENT", self->path);
+    struct stat info;
+    bool existing = stat (current, &info) == 0;
+    free (current);
+
+    if (existing) {
+        listed = rocksdb_list_column_families (self->options, self->path,
+                                               &listed_count, &rerr);
+        if (rerr) {
+            s_set_err (err, "store: cannot list column families of '%s': %s",
+                       self->path, rerr);
+            free (rerr);
+            return -1;
+        }
+    }
+    else {
+        //  Never create a fresh database over the remains of another one
+        char *leftover = s_find_db_file (self->path);
+        if (leftover) {
+            s_set_err (err, "store: '%s' has no CURRENT file but contains "
+                       "RocksDB file '%s'; refusing to create a new database",
+                       self->path, leftover);
+            free (leftover);
+            return -1;
+        }
+    }
+    //  Names to open: every listed CF, plus "default" and "global" if absent
+    const char **names = (const char **) s_realloc (NULL, (listed_count + 2) * sizeof (char *));
+    size_t count = 0;
+    bool have_default = false;
+    bool have_global = false;
+    for (size_t index = 0; index < listed_count; index++) {
+        names [count++] = listed [index];
+        if (strcmp (listed [index], STORE_DEFAULT_CF) == 0)
+            have_default = true;
+        else
+        if (strcmp (listed [index], STORE_GLOBAL_CF) == 0)
+            have_global = true;
+    }
+    if (!have_default)
+        names [count++] = STORE_DEFAULT_CF;
+    if (!have_global)
+        names [count++] = STORE_GLOBAL_CF;
+
+    const rocksdb_options_t **cf_options =
+        (const rocksdb_options_t **) s_realloc (NULL, count * sizeof (void *));
+    rocksdb_column_family_handle_t **handles =
+        (rocksdb_column_family_handle_t **) s_realloc (NULL, count * sizeof (void *));
+    for (size_t index = 0; index < count; index++) {
+        cf_options [index] = self->options;
+        handles [index] = NULL;
+    }
+    int rc = 0;
+    self->db = rocksdb_open_column_families (
+        self->options, self->path, (int) count, names, cf_options, handles, &rerr);
+    if (rerr || !self->db) {
+        char *hint = NULL;
+        if (rerr && strncmp (rerr, "Corruption", 10) == 0)
+            hint = s_log_corruption_hint (self->path);
+        s_set_err (err, "store: cannot open database '%s': %s%s%s%s",
+                   self->path, rerr ? rerr : "unknown error",
+                   hint ? " [RocksDB LOG: " : "", hint ? hint : "", hint ? "]" : "");
+        free (hint);
+        free (rerr);
+        self->db = NULL;
+        rc = -1;
+    }
+    else {
+        self->others = (rocksdb_column_family_handle_t **)
+            s_realloc (NULL, count * sizeof (void *));
+        for (size_t index = 0; index < count; index++) {
+            uint64_t tenant;
+            if (strcmp (names [index], STORE_GLOBAL_CF) == 0)
+                self->global = handles [index];
+            else
+            if (s_parse_tenant_cf (names [index], &tenant))
+                s_tenant_insert (self, tenant, handles [index]);
+            else
+                self->others [self->others_count++] = handles [index];
+        }
+    }
+    free (handles);
+    free (cf_options);
+    free (names);
+    if (listed)
+        rocksdb_list_column_families_destroy (listed, listed_count);
+    return rc;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Open (creating if missing) the database in directory `path`, with all its
+//  column families. Returns NULL and *err on error.
+
+store_t *
+store_new (const char *path, char **err)
+{
+    if (!path || !*path) {
+        s_set_err (err, "store: empty database path");
+        return NULL;
+    }
+    if (s_mkdir_p (path) != 0) {
+        s_set_err (err, "store: cannot create directory '%s': %s",
+                   path, strerror (errno));
+        return NULL;
+    }
+    store_t *self = (store_t *) s_realloc (NULL, sizeof (store_t));
+    memset (self, 0, sizeof (store_t));
+    self->path = s_strdup (path);
+    s_options_new (self);
+    if (s_open (self, err) != 0)
+        store_destroy (&self);
+    return self;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Sync the WAL, close the database and free everything; nulls *self_p.
+
+void
+store_destroy (store_t **self_p)
+{
+    assert (self_p);
+    if (*self_p) {
+        store_t *self = *self_p;
+        assert (self->iterators == 0);
+        if (self->db) {
+            //  No fsync retry after a failure: nothing could be trusted
+            if (!self->failed) {
+                char *rerr = NULL;
+                rocksdb_flush_wal (self->db, 1, &rerr);
+                if (rerr) {
+                    fprintf (stderr, "store: WAL sync on close of '%s' failed: %s\n",
+                             self->path, rerr);
+                    free (rerr);
+                }
+            }
+            //  Handles must go before the database
+            for (size_t index = 0; index < self->slots_cap; index++)
+                if (self->slots [index].cf)
+                    rocksdb_column_family_handle_destroy (self->slots [index].cf);
+            for (size_t index = 0; index < self->others_count; index++)
+                rocksdb_column_family_handle_destroy (self->others [index]);
+            if (self->global)
+                rocksdb_column_family_handle_destroy (self->global);
+            rocksdb_close (self->db);
+        }
+        rocksdb_readoptions_destroy (self->ropts);
+        rocksdb_writeoptions_destroy (self->wopts_nosync);
+        rocksdb_writeoptions_destroy (self->wopts_sync);
+        rocksdb_options_destroy (self->options);
+        rocksdb_cache_destroy (self->cache);
+        free (self->slots);
+        free (self->others);
+        free (self->failure);
+        free (self->path);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+
+//  --------------------------------------------------------------------------
+//  Create the tenant's column family if it does not exist. 0 / -1 (+*err).
+
+int
+store_tenant_ensure (store_t *self, uint64_t tenant, char **err)
+{
+    assert (self);
+    if (s_cf_lookup (self, tenant))
+        return 0;
+    if (self->failed) {
+        s_set_err (err, "store: '%s' is in the failed state (%s)",
+                   self->path, self->failure);
+        return -1;
+    }
+    char name [32];
+    snprintf (name, sizeof (name), STORE_TENANT_PFX "%" PRIu64, tenant);
+    char *rerr = NULL;
+    rocksdb_column_family_handle_t *cf =
+        rocksdb_create_column_family (self->db, self->options, name, &rerr);
+    if (rerr) {
+        s_set_err (err, "store: cannot create column family '%s' in '%s': %s",
+                   name, self->path, rerr);
+        s_enter_failed (self, "create column family", rerr);
+        free (rerr);
+        if (cf)
+            rocksdb_column_family_handle_destroy (cf);
+        return -1;
+    }
+    s_tenant_insert (self, tenant, cf);
+    return 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  True if the tenant's column family exists (always true for tenant 0).
+
+bool
+store_tenant_exists (store_t *self, uint64_t tenant)
+{
+    assert (self);
+    return s_cf_lookup (self, tenant) != NULL;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Compare two tenant ids for qsort.
+
+static int
+s_tenant_compare (const void *left, const void *right)
+{
+    uint64_t a = *(const uint64_t *) left;
+    uint64_t b = *(const uint64_t *) right;
+    return (a > b) - (a < b);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Return the number of tenant CFs; fill ids with up to max ids, ascending.
+
+size_t
+store_tenant_list (store_t *self, uint64_t *ids, size_t max)
+{
+    assert (self);
+    if (max == 0 || self->tenants == 0)
+        return self->tenants;
+    assert (ids);
+    uint64_t *all = (uint64_t *) s_realloc (NULL, self->tenants * sizeof (uint64_t));
+    size_t count = 0;
+    for (size_t index = 0; index < self->slots_cap; index++)
+        if (self->slots [index].cf)
+            all [count++] = self->slots [index].tenant;
+    assert (count == self->tenants);
+    qsort (all, count, sizeof (uint64_t), s_tenant_compare);
+    memcpy (ids, all, (count < max ? count : max) * sizeof (uint64_t));
+    free (all);
+    return count;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Create an empty write batch.
+
+store_batch_t *
+store_batch_new (void)
+{
+    store_batch_t *self = (store_batch_t *) s_realloc (NULL, sizeof (store_batch_t));
+    memset (self, 0, sizeof (store_batch_t));
+    return self;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Destroy a batch; idempotent; nulls *self_p.
+
+void
+store_batch_destroy (store_batch_t **self_p)
+{
+    assert (self_p);
+    if (*self_p) {
+        store_batch_t *self = *self_p;
+        free (self->ops);
+        free (self->data);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+
+//  --------------------------------------------------------------------------
+//  Append bytes to the batch data buffer; returns their offset.
+
+static size_t
+s_batch_append (store_batch_t *self, const void *bytes, size_t len)
+{
+    size_t offset = self->data_len;
+    if (len == 0)
+        return offset;
+    if (len > SIZE_MAX - self->data_len) {
+        fprintf (stderr, "store: batch too large\n");
+        abort ();
+    }
+    if (self->data_len + len > self->data_cap) {
+        size_t new_cap = self->data_cap ? self->data_cap : 256;
+        while (new_cap < self->data_len + len)
+            new_cap = new_cap > SIZE_MAX / 2 ? self->data_len + len : new_cap * 2;
+        self->data = (char *) s_realloc (self->data, new_cap);
+        self->data_cap = new_cap;
+    }
+    memcpy (self->data + self->data_len, bytes, len);
+    self->data_len += len;
+    return offset;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Queue one operation in the batch (key and value copied).
+
+static void
+s_batch_add (store_batch_t *self, bool is_delete, uint64_t tenant,
+             const void *key, size_t key_len, const void *value, size_t value_len)
+{
+    assert (self);
+    assert (key || key_len == 0);
+    assert (value || value_len == 0);
+    if (self->count == self->ops_cap) {
+        self->ops_cap = self->ops_cap ? self->ops_cap * 2 : 16;
+        self->ops = (s_op_t *) s_realloc (self->ops, self->ops_cap * sizeof (s_op_t));
+    }
+    s_op_t *op = &self->ops [self->count++];
+    op->tenant = tenant;
+    op->is_delete = is_delete;
+    op->key_len = key_len;
+    op->key_off = s_batch_append (self, key, key_len);
+    op->value_len = value_len;
+    op->value_off = s_batch_append (self, value, value_len);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Queue a put into the CF of `tenant` (0 = global).
+
+void
+store_batch_put (store_batch_t *self, uint64_t tenant,
+                 const void *key, size_t key_len,
+                 const void *value, size_t value_len)
+{
+    s_batch_add (self, false, tenant, key, key_len, value, value_len);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Queue a delete into the CF of `tenant` (0 = global).
+
+void
+store_batch_delete (store_batch_t *self, uint64_t tenant,
+                    const void *key, size_t key_len)
+{
+    s_batch_add (self, true, tenant, key, key_len, NULL, 0);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Number of queued operations.
+
+size_t
+store_batch_count (store_batch_t *self)
+{
+    assert (self);
+    return self->count;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Remove all queued operations, keeping the memory.
+
+void
+store_batch_clear (store_batch_t *self)
+{
+    assert (self);
+    self->count = 0;
+    self->data_len = 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Apply the batch atomically across CFs; sticky failed state on write error.
+
+int
+store_write (store_t *self, store_batch_t *batch, bool sync, char **err)
+{
+    assert (self);
+    assert (batch);
+    if (self->failed) {
+        s_set_err (err, "store: '%s' is in the failed state (%s)",
+                   self->path, self->failure);
+        return -1;
+    }
+    //  Resolve every CF first: a missing one is a caller error, not an I/O one
+    rocksdb_writebatch_t *wbatch = rocksdb_writebatch_create ();
+    const char *data = batch->data ? batch->data : "";
+    for (size_t index = 0; index < batch->count; index++) {
+        const s_op_t *op = &batch->ops [index];
+        rocksdb_column_family_handle_t *cf = s_cf_lookup (self, op->tenant);
+        if (!cf) {
+            s_set_err (err, "store: write to tenant %" PRIu64 " which has no "
+                       "column family in '%s' (store_tenant_ensure first)",
+                       op->tenant, self->path);
+            rocksdb_writebatch_destroy (wbatch);
+            return -1;
+        }
+        const char *key = data + op->key_off;
+        if (op->is_delete)
+            rocksdb_writebatch_delete_cf (wbatch, cf, key, op->key_len);
+        else
+            rocksdb_writebatch_put_cf (wbatch, cf, key, op->key_len,
+                                       data + op->value_off, op->value_len);
+    }
+    char *rerr = NULL;
+#ifdef CHORUS_TESTING
+    if (self->fail_next_write) {
+        self->fail_next_write = false;
+        rerr = s_strdup ("IO error: simulated write failure (store_test_fail_next_write)");
+    }
+    else
+#endif
+    rocksdb_write (self->db, sync ? self->wopts_sync : self->wopts_nosync,
+                   wbatch, &rerr);
+    rocksdb_writebatch_destroy (wbatch);
+    if (rerr) {
+        s_set_err (err, "store: write to '%s' failed: %s", self->path, rerr);
+        s_enter_failed (self, "write", rerr);
+        free (rerr);
+        return -1;
+    }
+    return 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  True once a write failed.
+
+bool
+store_failed (store_t *self)
+{
+    assert (self);
+    return self->failed;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Point read: 1 found (*value malloc'd), 0 not found, -1 error (*err).
+
+int
+store_get (store_t *self, uint64_t tenant, const void *key, size_t key_len,
+           char **value, size_t *value_len, char **err)
+{
+    assert (self);
+    assert (key || key_len == 0);
+    assert (value);
+    assert (value_len);
+    *value = NULL;
+    *value_len = 0;
+    rocksdb_column_family_handle_t *cf = s_cf_lookup (self, tenant);
+    if (!cf) {
+        s_set_err (err, "store: read from tenant %" PRIu64 " which has no "
+                   "column family in '%s'", tenant, self->path);
+        return -1;
+    }
+    char *rerr = NULL;
+    //  Pinned get: distinguishes an empty value from "not found"
+    rocksdb_pinnableslice_t *slice = rocksdb_get_pinned_cf (
+        self->db, self->ropts, cf, (const char *) key, key_len, &rerr);
+    if (rerr) {
+        s_set_err (err, "store: read from '%s' failed: %s", self->path, rerr);
+        free (rerr);
+        if (slice)
+            rocksdb_pinnableslice_destroy (slice);
+        return -1;
+    }
+    if (!slice)
+        return 0;
+    size_t len = 0;
+    const char *bytes = rocksdb_pinnableslice_value (slice, &len);
+    char *copy = (char *) s_realloc (NULL, len + 1);
+    if (len)
+        memcpy (copy, bytes, len);
+    copy [len] = '\0';
+    rocksdb_pinnableslice_destroy (slice);
+    *value = copy;
+    *value_len = len;
+    return 1;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Create an iterator over [lower, upper) of one tenant's CF (bounds copied).
+//  Returns NULL if the tenant's CF does not exist.
+
+store_iter_t *
+store_iter_new (store_t *self, uint64_t tenant,
+                const void *lower, size_t lower_len,
+                const void *upper, size_t upper_len)
+{
+    assert (self);
+    rocksdb_column_family_handle_t *cf = s_cf_lookup (self, tenant);
+    if (!cf)
+        return NULL;
+    store_iter_t *iter = (store_iter_t *) s_realloc (NULL, sizeof (store_iter_t));
+    memset (iter, 0, sizeof (store_iter_t));
+    iter->store = self;
+    iter->ropts = rocksdb_readoptions_create ();
+    //  The read options keep pointers to the bounds: they live in iter
+    if (lower) {
+        iter->lower = s_memdup (lower, lower_len);
+        rocksdb_readoptions_set_iterate_lower_bound (iter->ropts, iter->lower, lower_len);
+    }
+    if (upper) {
+        iter->upper = s_memdup (upper, upper_len);
+        rocksdb_readoptions_set_iterate_upper_bound (iter->ropts, iter->upper, upper_len);
+    }
+    iter->iter = rocksdb_create_iterator_cf (self->db, iter->ropts, cf);
+    self->iterators++;
+    return iter;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Destroy an iterator; idempotent; nulls *self_p.
+
+void
+store_iter_destroy (store_iter_t **self_p)
+{
+    assert (self_p);
+    if (*self_p) {
+        store_iter_t *self = *self_p;
+        rocksdb_iter_destroy (self->iter);
+        rocksdb_readoptions_destroy (self->ropts);
+        free (self->lower);
+        free (self->upper);
+        assert (self->store->iterators > 0);
+        self->store->iterators--;
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+
+//  --------------------------------------------------------------------------
+//  Position at the first key >= key.
+
+void
+store_iter_seek (store_iter_t *self, const void *key, size_t key_len)
+{
+    assert (self);
+    assert (key || key_len == 0);
+    rocksdb_iter_seek (self->iter, (const char *) key, key_len);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Position at the last key <= key.
+
+void
+store_iter_seek_for_prev (store_iter_t *self, const void *key, size_t key_len)
+{
+    assert (self);
+    assert (key || key_len == 0);
+    rocksdb_iter_seek_for_prev (self->iter, (const char *) key, key_len);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Position at the first key within the bounds.
+
+void
+store_iter_first (store_iter_t *self)
+{
+    assert (self);
+    rocksdb_iter_seek_to_first (self->iter);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Position at the last key within the bounds.
+
+void
+store_iter_last (store_iter_t *self)
+{
+    assert (self);
+    rocksdb_iter_seek_to_last (self->iter);
+}
+
+
+//  --------------------------------------------------------------------------
+//  True if the iterator is positioned on a key.
+
+bool
+store_iter_valid (store_iter_t *self)
+{
+    assert (self);
+    return rocksdb_iter_valid (self->iter) != 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Move to the next key.
+
+void
+store_iter_next (store_iter_t *self)
+{
+    assert (self);
+    assert (rocksdb_iter_valid (self->iter));
+    rocksdb_iter_next (self->iter);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Move to the previous key.
+
+void
+store_iter_prev (store_iter_t *self)
+{
+    assert (self);
+    assert (rocksdb_iter_valid (self->iter));
+    rocksdb_iter_prev (self->iter);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Current key, or NULL if the iterator is not valid.
+
+const void *
+store_iter_key (store_iter_t *self, size_t *len)
+{
+    assert (self);
+    assert (len);
+    *len = 0;
+    if (!rocksdb_iter_valid (self->iter))
+        return NULL;
+    return rocksdb_iter_key (self->iter, len);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Current value, or NULL if the iterator is not valid.
+
+const void *
+store_iter_value (store_iter_t *self, size_t *len)
+{
+    assert (self);
+    assert (len);
+    *len = 0;
+    if (!rocksdb_iter_valid (self->iter))
+        return NULL;
+    return rocksdb_iter_value (self->iter, len);
+}
+
+
+//  --------------------------------------------------------------------------
+//  -1 (+*err) if the iterator hit an error, else 0.
+
+int
+store_iter_status (store_iter_t *self, char **err)
+{
+    assert (self);
+    char *rerr = NULL;
+    rocksdb_iter_get_error (self->iter, &rerr);
+    if (rerr) {
+        s_set_err (err, "store: iterator on '%s' failed: %s", self->store->path, rerr);
+        free (rerr);
+        return -1;
+    }
+    return 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Write value as 8 big-endian bytes.
+
+void
+store_u64_put (uint8_t *dest, uint64_t value)
+{
+    assert (dest);
+    for (int index = 7; index >= 0; index--) {
+        dest [index] = (uint8_t) (value & 0xff);
+        value >>= 8;
+    }
+}
+
+
+//  --------------------------------------------------------------------------
+//  Read 8 big-endian bytes.
+
+uint64_t
+store_u64_get (const uint8_t *src)
+{
+    assert (src);
+    uint64_t value = 0;
+    for (int index = 0; index < 8; index++)
+        value = (value << 8) | src [index];
+    return value;
+}
+
+
+#ifdef CHORUS_TESTING
+//  --------------------------------------------------------------------------
+//  Test hook: make the next validated store_write fail like an I/O error.
+
+void
+store_test_fail_next_write (store_t *self)
+{
+    assert (self);
+    self->fail_next_write = true;
+}
+#endif
