@@ -375,8 +375,12 @@ s_commit (self_t *self)
         return;
     char *err = NULL;
     int rc = 0;
-    if (store_batch_count (self->batch))
+    if (store_batch_count (self->batch)) {
+        stage_kill_point ("before_write");
         rc = store_write (self->store, self->batch, true, &err);
+        stage_kill_point ("after_write");
+    }
+    size_t acked = 0;
     if (rc) {
         zsys_error ("persistence: write failed, refusing writes until restart: %s", err);
         free (err);
@@ -389,6 +393,8 @@ s_commit (self_t *self)
             stage_send_error (self->broker, pending->route, pending->rid,
                               PROTO_ERR_STORAGE_UNAVAILABLE, NULL);
         else {
+            if (++acked == zlistx_size (self->pending) / 2 + 1)
+                stage_kill_point ("mid_acks");
             zmsg_t *msg = zmsg_new ();
             zmsg_addstr (msg, STAGE_REPLY);
             zmsg_append (msg, &pending->route);
@@ -847,6 +853,7 @@ s_handle_read (self_t *self, request_t *request)
         return;
     }
     s_position_stage (self, request->tenant, request->ch, request->user, seq, 0);
+    stage_kill_point ("read_position");
     proto_writer_reset (self->event);
     proto_writer_map_begin (self->event);
     proto_writer_kv_str (self->event, "ev", "read");

@@ -2,6 +2,7 @@
     stage - sockets and envelopes shared by every Chorus stage
     =========================================================================
 */
+#include <signal.h>
 #include <sys/time.h>
 #include "stage.h"
 
@@ -181,6 +182,30 @@ stage_actor_command (zsock_t *pipe)
         zsys_error ("stage: unknown actor command %s", command);
     free (command);
     return stop;
+}
+
+//  --------------------------------------------------------------------------
+//  Kills the process at a named point when CHORUS_KILL_AT asks for it
+
+void
+stage_kill_point (const char *point)
+{
+    static const char *setting = NULL;
+    static bool read = false;
+    if (!read) {
+        setting = getenv ("CHORUS_KILL_AT");
+        read = true;
+    }
+    if (!setting)
+        return;
+    size_t len = strlen (point);
+    if (strncmp (setting, point, len) != 0 || setting [len] != ':')
+        return;
+    long odds = atol (setting + len + 1);
+    if (odds <= 1 || randof (odds) == 0) {
+        zsys_warning ("stage: killed at %s (CHORUS_KILL_AT)", point);
+        raise (SIGKILL);
+    }
 }
 
 //  --------------------------------------------------------------------------

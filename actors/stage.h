@@ -28,6 +28,9 @@ typedef struct {
     bool verbose;                       //  log every message
 } stage_config_t;
 
+//  Messages a stage takes from one socket before it polls again
+#define STAGE_DRAIN_MAX 256
+
 //  Frame kinds on the broker's and fan-out's inboxes
 #define STAGE_REPLY     "R"
 #define STAGE_DELIVERY  "D"
@@ -78,6 +81,13 @@ void
 //  when the actor must stop
 bool
     stage_actor_command (zsock_t *pipe);
+
+//  Crash testing: with CHORUS_KILL_AT=<point>:<odds> in the environment,
+//  the process kills itself with SIGKILL at that named point with
+//  probability 1/odds. Points: before_write, after_write, mid_acks,
+//  read_position, channel_create. Does nothing otherwise.
+void
+    stage_kill_point (const char *point);
 
 //  Milliseconds since the epoch (wall clock, for timestamps)
 uint64_t

@@ -30,7 +30,7 @@ def free_port():
 class Server:
     """One chorusd process (or a set of stages of one)."""
 
-    def __init__(self, data_dir=None, args=(), http=True, api_port=None):
+    def __init__(self, data_dir=None, args=(), http=True, api_port=None, env=None):
         self.own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="chorus-test-")
         self.api_port = api_port or free_port()
@@ -39,6 +39,7 @@ class Server:
         self.args = list(args)
         self.http = http
         self.proc = None
+        self.env = dict(os.environ, **(env or {}))
         self.log_path = os.path.join(self.data_dir, "chorusd-%d.log" % int(time.time() * 1000))
 
     def command(self):
@@ -52,7 +53,8 @@ class Server:
 
     def start(self, wait=True):
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.command(), stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.command(), stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=self.env)
         if wait:
             self.wait_ready()
         return self

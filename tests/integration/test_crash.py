@@ -9,6 +9,7 @@ ledger does not know.
 """
 import os
 import random
+import signal
 import threading
 import time
 import uuid
@@ -24,8 +25,9 @@ KILLS = int(os.environ.get("CHORUS_CRASH_KILLS", "20"))
 class Sender(threading.Thread):
     """Streams pipelined sends to several channels; survives server deaths."""
 
-    def __init__(self, server, ws, handle, channels, ledger, lock):
+    def __init__(self, server, ws, handle, channels, ledger, lock, reads=False):
         super().__init__(daemon=True)
+        self.reads = reads
         self.server, self.ws, self.handle = server, ws, handle
         self.channels, self.ledger, self.lock = channels, ledger, lock
         self.stop = threading.Event()
@@ -69,6 +71,11 @@ class Sender(threading.Thread):
                 pending[self.rid] = (cmid, time.time())
                 sock.send(msgpack.packb({"op": "send", "rid": self.rid, "ch": ch,
                                          "client_msg_id": cmid, "body": body}))
+                if self.reads and random.random() < 0.3:
+                    self.rid += 1
+                    pending[self.rid] = (None, time.time())
+                    sock.send(msgpack.packb({"op": "read", "rid": self.rid, "ch": ch,
+                                             "seq": random.randint(1, 1000)}))
             if not sock.poll(200):
                 oldest = min(t for _, t in pending.values())
                 if time.time() - oldest > 1.5:
@@ -77,6 +84,13 @@ class Sender(threading.Thread):
             payload = msgpack.unpackb(sock.recv_multipart()[0], strict_map_key=False)
             if payload.get("re") in pending:
                 cmid, _ = pending.pop(payload["re"])
+                if cmid is None:
+                    if payload.get("ok"):
+                        key = (self.handle, payload["ch"])
+                        with self.lock:
+                            reads = self.ledger.setdefault("reads", {})
+                            reads[key] = max(reads.get(key, 0), payload["read_seq"])
+                    continue
                 if payload.get("ok"):
                     with self.lock:
                         ch, body, handle = self.ledger["unknown"].pop(cmid)
@@ -118,6 +132,9 @@ def verify(ws, channels, ledger):
                 "message %d/%d is not the acked one (or was never sent)" % (ch, m["seq"])
         acked_here = sum(1 for (c, _) in expected if c == ch)
         assert acked_here == len(stored), "acked %d, stored %d" % (acked_here, len(stored))
+    for (handle, ch), read_seq in ledger.get("reads", {}).items():
+        listed = {c["id"]: c for c in clients[handle].ok("channel_list")["channels"]}
+        assert listed[ch]["read_seq"] >= read_seq, "a read position went back"
     for c in clients.values():
         c.close()
 
@@ -159,5 +176,46 @@ def test_sigkill_under_load():
         server.cleanup()
 
 
+def test_named_kill_points():
+    """The server kills itself at each named point inside the send path."""
+    for point in ("before_write", "after_write", "mid_acks", "read_position"):
+        server = Server(http=False, env={"CHORUS_KILL_AT": point + ":40"}).start()
+        try:
+            ws = Workspace(server)
+            alice = ws.login("alice")
+            channels = [alice.ok("channel_create", name="kp%d" % i)["channel"]["id"] for i in range(2)]
+            bob = ws.login("bob")
+            for ch in channels:
+                bob.ok("channel_join", ch=ch)
+            alice.close(); bob.close()
+            ledger = {"acked": {}, "unknown": {}}
+            lock = threading.Lock()
+            senders = [Sender(server, ws, h, channels, ledger, lock, reads=True) for h in ("alice", "bob")]
+            for s in senders:
+                s.start()
+            deaths = 0
+            deadline = time.time() + 20
+            while deaths < 3 and time.time() < deadline:
+                if server.proc.poll() is not None:
+                    deaths += 1
+                    server.stop()
+                    server.start(wait=False)
+                    server.wait_ready()
+                time.sleep(0.05)
+            for s in senders:
+                s.stop.set()
+            for s in senders:
+                s.join(timeout=10)
+            assert deaths >= 1, "kill point %s was never reached" % point
+            server.stop(signal.SIGKILL)
+            server.env.pop("CHORUS_KILL_AT")
+            server.start()
+            verify(ws, channels, ledger)
+            print("kill point %s: %d deaths, %d acked verified" % (point, deaths, len(ledger["acked"])))
+            assert server.stop() == 0
+        finally:
+            server.cleanup()
+
+
 if __name__ == "__main__":
-    run([test_sigkill_under_load])
+    run([test_sigkill_under_load, test_named_kill_points])
