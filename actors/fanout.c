@@ -87,7 +87,7 @@ s_self_new (zsock_t *pipe, const stage_config_t *config)
     self_t *self = (self_t *) zmalloc (sizeof (self_t));
     self->pipe = pipe;
     self->inbox = stage_inbox_new (config->fanout_endpoint);
-    self->broker = stage_outbox_new (config->broker_endpoint);
+    self->broker = stage_outbox_new (config->broker_endpoint, false);
     self->sessions = zhashx_new ();
     zhashx_set_destructor (self->sessions, s_session_destroy);
     self->users = zhashx_new ();
@@ -226,7 +226,7 @@ s_mentioned (const msgpack_object *mentions, uint64_t user)
 static void
 s_handle_event (self_t *self, zframe_t *meta_frame, zframe_t *event)
 {
-    proto_msg_t *meta = proto_msg_decode (zframe_data (meta_frame), zframe_size (meta_frame), NULL);
+    proto_msg_t *meta = proto_msg_decode_stage (zframe_data (meta_frame), zframe_size (meta_frame), NULL);
     if (!meta) {
         zsys_warning ("fanout: malformed event meta");
         return;
@@ -307,7 +307,8 @@ fanout_actor (zsock_t *pipe, void *args)
             self->terminated = stage_actor_command (self->pipe);
         else
         if (which == self->inbox)
-            s_handle_inbox (self);
+            for (int i = 0; i < STAGE_DRAIN_MAX && (zsock_events (self->inbox) & ZMQ_POLLIN); i++)
+                s_handle_inbox (self);
         else
             break;
     }

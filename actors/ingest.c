@@ -220,8 +220,8 @@ s_self_new (zsock_t *pipe, const stage_config_t *config)
     self->pipe = pipe;
     self->config = config;
     self->inbox = stage_inbox_new (config->ingest_endpoint);
-    self->broker = stage_outbox_new (config->broker_endpoint);
-    self->membership = stage_outbox_new (config->membership_endpoint);
+    self->broker = stage_outbox_new (config->broker_endpoint, false);
+    self->membership = stage_outbox_new (config->membership_endpoint, true);
     self->buckets = zhashx_new ();
     zhashx_set_destructor (self->buckets, s_bucket_destroy);
     self->writer = proto_writer_new ();
@@ -318,7 +318,7 @@ static void
 s_handle_request (self_t *self, zframe_t *route, zframe_t *ctx_frame, zframe_t *req)
 {
     const char *why = NULL;
-    proto_msg_t *ctx = proto_msg_decode (zframe_data (ctx_frame), zframe_size (ctx_frame), &why);
+    proto_msg_t *ctx = proto_msg_decode_stage (zframe_data (ctx_frame), zframe_size (ctx_frame), &why);
     if (!ctx) {
         zsys_error ("ingest: malformed ctx from the broker: %s", why);
         return;
@@ -411,7 +411,8 @@ ingest_actor (zsock_t *pipe, void *args)
             self->terminated = stage_actor_command (self->pipe);
         else
         if (which == self->inbox)
-            s_handle_inbox (self);
+            for (int i = 0; i < STAGE_DRAIN_MAX && (zsock_events (self->inbox) & ZMQ_POLLIN); i++)
+                s_handle_inbox (self);
         else
             break;
     }

@@ -16,13 +16,20 @@
     Usage:
 
         stage_config_t cfg = { .data_dir = "/var/lib/chorus", ... };
-        zactor_t *membership = zactor_new (membership_actor, &cfg);
-        ...
+        zactor_t *membership = stage_actor_new (membership_actor, &cfg);
+        if (!membership)
+            ...                             //  it logged why
         zactor_destroy (&membership);      //  flushes affinity, closes the DB
 
     The actor reads cfg only while it starts: data_dir, membership_endpoint
     (its inbox, bound), broker_endpoint, persistence_endpoint and
     fanout_endpoint (connected), verbose.
+
+    The implementation is split by concern, every internal name prefixed
+    mb_: membership.c (actor, dispatch), membership_server (shared state,
+    replies, events), membership_model (memory), membership_store (records),
+    membership_auth, membership_channels, membership_dm, membership_forward
+    (the operations, declared in membership_ops.h).
     =========================================================================
 */
 #ifndef CHORUS_MEMBERSHIP_H_INCLUDED
@@ -42,9 +49,10 @@
 //  Name of the admin token file under data_dir
 #define MEMBERSHIP_ADMIN_FILE       "admin.token"
 
-//  The actor: args is a const stage_config_t *. Signals 0 on the pipe once
-//  the store is loaded and the sockets are up, or logs why and signals 1
-//  and returns. Exits on "$TERM".
+//  The actor: args is a const stage_config_t *. Once the store is loaded,
+//  the admin token issued and the sockets up, it signals 0 and answers
+//  STATUS with OK. If it cannot start, it logs why and answers STATUS with
+//  FAILED (stage_actor_failed) until $TERM. Exits on $TERM.
 void
     membership_actor (zsock_t *pipe, void *args);
 

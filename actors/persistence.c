@@ -186,8 +186,8 @@ s_self_new (zsock_t *pipe, const stage_config_t *config)
     self->meta = proto_writer_new ();
     if (self->store) {
         self->inbox = stage_inbox_new (config->persistence_endpoint);
-        self->broker = stage_outbox_new (config->broker_endpoint);
-        self->fanout = stage_outbox_new (config->fanout_endpoint);
+        self->broker = stage_outbox_new (config->broker_endpoint, false);
+        self->fanout = stage_outbox_new (config->fanout_endpoint, false);
     }
     if (!self->store || !self->inbox || !self->broker || !self->fanout)
         self->terminated = true;
@@ -272,7 +272,7 @@ s_position (self_t *self, uint64_t tenant, uint64_t ch, uint64_t user)
     size_t value_len = 0;
     if (store_tenant_exists (self->store, tenant)
     &&  store_get (self->store, tenant, store_key, 17, &value, &value_len, NULL) == 1) {
-        proto_msg_t *record = proto_msg_decode (value, value_len, NULL);
+        proto_msg_t *record = proto_msg_decode_stage (value, value_len, NULL);
         if (record) {
             proto_msg_u64 (record, "r", &position->read);
             proto_msg_u64 (record, "d", &position->delivered);
@@ -436,7 +436,7 @@ s_message_get (self_t *self, uint64_t tenant, uint64_t ch, uint64_t seq, char **
     if (!store_tenant_exists (self->store, tenant)
     ||  store_get (self->store, tenant, key, 17, value, &value_len, NULL) != 1)
         return NULL;
-    return proto_msg_decode (*value, value_len, NULL);
+    return proto_msg_decode_stage (*value, value_len, NULL);
 }
 
 //  Writes the records of seqs [lo, hi] of a channel as array items
@@ -482,7 +482,7 @@ s_unread (self_t *self, uint64_t tenant, uint64_t ch, uint64_t user,
     for (store_iter_first (iter); store_iter_valid (iter); store_iter_next (iter)) {
         size_t len;
         const void *value = store_iter_value (iter, &len);
-        proto_msg_t *record = proto_msg_decode (value, len, NULL);
+        proto_msg_t *record = proto_msg_decode_stage (value, len, NULL);
         uint64_t author = 0;
         bool deleted = false;
         if (record) {
@@ -525,14 +525,14 @@ s_send_dedupe (self_t *self, request_t *request, const char *cmid, size_t cmid_l
         ||  store_get (self->store, request->tenant, store_key, key_len,
                        &value, &value_len, NULL) != 1)
             return false;
-        proto_msg_t *record = proto_msg_decode (value, value_len, NULL);
-        free (value);
+        proto_msg_t *record = proto_msg_decode_stage (value, value_len, NULL);
         if (record) {
             proto_msg_u64 (record, "ch", &ch);
             proto_msg_u64 (record, "seq", &seq);
             proto_msg_u64 (record, "ts", &ts);
         }
         proto_msg_destroy (&record);
+        free (value);
         proto_msg_t *message = s_message_get (self, request->tenant, ch, seq, &value);
         const char *stored_body;
         size_t stored_len;
@@ -1063,7 +1063,7 @@ s_handle_message (self_t *self, zmsg_t *msg)
     zframe_t *ctx = zmsg_pop (msg);
     zframe_t *req = zmsg_pop (msg);
     if (request.route && ctx && req) {
-        request.ctx = proto_msg_decode (zframe_data (ctx), zframe_size (ctx), NULL);
+        request.ctx = proto_msg_decode_stage (zframe_data (ctx), zframe_size (ctx), NULL);
         request.req = proto_msg_decode (zframe_data (req), zframe_size (req), NULL);
     }
     if (request.ctx && request.req) {

@@ -29,14 +29,16 @@ stage_inbox_new (const char *endpoint)
 //  A PUSH connected to endpoint; sends fail at once instead of blocking
 
 zsock_t *
-stage_outbox_new (const char *endpoint)
+stage_outbox_new (const char *endpoint, bool immediate)
 {
     zsock_t *outbox = zsock_new (ZMQ_PUSH);
     if (!outbox)
         return NULL;
     zsock_set_sndhwm (outbox, STAGE_HWM);
     zsock_set_sndtimeo (outbox, 0);
-    zsock_set_immediate (outbox, 1);
+    zsock_set_immediate (outbox, immediate? 1: 0);
+    zsock_set_reconnect_ivl (outbox, 20);
+    zsock_set_reconnect_ivl_max (outbox, 1000);
     zsock_set_linger (outbox, 1000);
     if (zsock_connect (outbox, "%s", endpoint) < 0) {
         zsys_error ("stage: cannot connect %s", endpoint);

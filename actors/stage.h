@@ -45,9 +45,12 @@ typedef struct {
 //  A PULL inbox bound to endpoint; NULL if it cannot bind
 zsock_t *
     stage_inbox_new (const char *endpoint);
-//  A PUSH connected to endpoint, non-blocking, not queueing to absent peers
+//  A PUSH connected to endpoint whose sends never block. With immediate
+//  (requests), nothing is queued for a stage that is not connected, so the
+//  caller answers stage_unavailable at once; without it (replies, events),
+//  messages wait in the queue while the connection is (re)established.
 zsock_t *
-    stage_outbox_new (const char *endpoint);
+    stage_outbox_new (const char *endpoint, bool immediate);
 
 //  Send a reply to the broker: ["R"][route][reply][ctl or empty]. The route
 //  frame is copied. Returns 0, or -1 if the broker cannot take it now.

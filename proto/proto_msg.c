@@ -1,6 +1,9 @@
 /*  =========================================================================
     proto_msg - a validated, decoded msgpack map with typed field access
 
+    The message keeps its own copy of the input, so the caller may free its
+    buffer at once: decoded strings point into that copy.
+
     Decoding always validates first (proto_validate), so msgpack-c never
     sees a header that claims more than the frame holds.
     =========================================================================
@@ -11,15 +14,14 @@
 
 struct _proto_msg_t {
     msgpack_unpacked unpacked;  //  msgpack-c's zone and root object
+    char *bytes;                //  our copy of the input: strings point into it
 };
 
-//  --------------------------------------------------------------------------
-//  Validate and decode one message; NULL and *why on malformed input
-
-proto_msg_t *
-proto_msg_decode (const void *data, size_t size, const char **why)
+//  Validates with limits, then decodes
+static proto_msg_t *
+s_decode (const void *data, size_t size, const proto_limits_t *limits, const char **why)
 {
-    if (proto_validate (data, size, why))
+    if (proto_validate_limits (data, size, limits, why))
         return NULL;
     proto_msg_t *self = (proto_msg_t *) calloc (1, sizeof (proto_msg_t));
     if (!self) {
@@ -28,8 +30,16 @@ proto_msg_decode (const void *data, size_t size, const char **why)
         return NULL;
     }
     msgpack_unpacked_init (&self->unpacked);
+    self->bytes = (char *) malloc (size);
+    if (!self->bytes) {
+        if (why)
+            *why = "out of memory";
+        free (self);
+        return NULL;
+    }
+    memcpy (self->bytes, data, size);
     size_t offset = 0;
-    if (msgpack_unpack_next (&self->unpacked, (const char *) data, size, &offset)
+    if (msgpack_unpack_next (&self->unpacked, self->bytes, size, &offset)
             != MSGPACK_UNPACK_SUCCESS
     ||  self->unpacked.data.type != MSGPACK_OBJECT_MAP) {
         if (why)
@@ -40,6 +50,24 @@ proto_msg_decode (const void *data, size_t size, const char **why)
 }
 
 //  --------------------------------------------------------------------------
+//  Validate and decode one request; NULL and *why on malformed input
+
+proto_msg_t *
+proto_msg_decode (const void *data, size_t size, const char **why)
+{
+    return s_decode (data, size, &proto_client_limits, why);
+}
+
+//  --------------------------------------------------------------------------
+//  Validate and decode a frame from another stage
+
+proto_msg_t *
+proto_msg_decode_stage (const void *data, size_t size, const char **why)
+{
+    return s_decode (data, size, &proto_stage_limits, why);
+}
+
+//  --------------------------------------------------------------------------
 //  Destroy a decoded message
 
 void
@@ -47,6 +75,7 @@ proto_msg_destroy (proto_msg_t **self_p)
 {
     if (self_p && *self_p) {
         msgpack_unpacked_destroy (&(*self_p)->unpacked);
+        free ((*self_p)->bytes);
         free (*self_p);
         *self_p = NULL;
     }

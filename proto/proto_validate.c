@@ -210,17 +210,30 @@ string:
     return 0;
 }
 
+const proto_limits_t proto_client_limits = { PROTO_MAX_FRAME, PROTO_MAX_NODES };
+const proto_limits_t proto_stage_limits = { PROTO_STAGE_MAX_FRAME, PROTO_STAGE_MAX_NODES };
+
 //  --------------------------------------------------------------------------
-//  Check that data is one msgpack map within Chorus's limits
+//  Check that data is one msgpack map within the client limits
 
 int
 proto_validate (const void *data, size_t size, const char **why)
 {
+    return proto_validate_limits (data, size, &proto_client_limits, why);
+}
+
+//  --------------------------------------------------------------------------
+//  Check that data is one msgpack map within the given limits
+
+int
+proto_validate_limits (const void *data, size_t size,
+                       const proto_limits_t *limits, const char **why)
+{
     static const char *dummy;
     if (!why)
         why = &dummy;
-    if (size == 0 || size > PROTO_MAX_FRAME) {
-        *why = size? "frame over 64 KiB": "empty frame";
+    if (size == 0 || size > limits->max_frame) {
+        *why = size? "frame over the size limit": "empty frame";
         return -1;
     }
     s_scan_t scan = { (const uint8_t *) data, (const uint8_t *) data + size, NULL, 0 };
@@ -243,7 +256,7 @@ proto_validate (const void *data, size_t size, const char **why)
         s_kind_t kind;
         uint64_t count = 0, str_len = 0;
         const uint8_t *str = NULL;
-        if (++scan.nodes > PROTO_MAX_NODES) {
+        if (++scan.nodes > limits->max_nodes) {
             scan.why = "too many objects";
             goto done;
         }

@@ -16,8 +16,8 @@
 #include <stdint.h>
 #include <msgpack.h>
 
-//  Limits on anything decoded from outside
-#define PROTO_MAX_FRAME        (64 * 1024)   //  bytes in one request
+//  Limits on anything decoded from outside (clients, integrators)
+#define PROTO_MAX_FRAME        (192 * 1024)  //  bytes in one request (40,000 4-byte chars fit)
 #define PROTO_MAX_DEPTH        8             //  nesting of maps/arrays
 #define PROTO_MAX_NODES        4096          //  objects in one request
 #define PROTO_MAX_MAP_ENTRIES  256           //  keys in one map
@@ -27,6 +27,20 @@
 #define PROTO_PAGE_DEFAULT     50            //  history page size
 #define PROTO_PAGE_MAX         200           //  history page size, at most
 #define PROTO_MAX_SEQ          ((uint64_t) 1 << 53)  //  JSON-safe integers
+
+//  Limits on frames between stages (contexts with member and channel lists)
+#define PROTO_STAGE_MAX_FRAME  (64 * 1024 * 1024)
+#define PROTO_STAGE_MAX_NODES  (4 * 1024 * 1024)
+
+//  The limits one decode enforces
+typedef struct {
+    size_t max_frame;           //  bytes
+    size_t max_nodes;           //  objects
+} proto_limits_t;
+
+//  Limits for requests from outside, and for frames between stages
+extern const proto_limits_t proto_client_limits;
+extern const proto_limits_t proto_stage_limits;
 
 //  Error codes: the single source for docs/errors.md and every reply
 typedef enum {
@@ -74,6 +88,10 @@ bool
 //  map. Returns 0 if valid, else -1 and sets *why (static string).
 int
     proto_validate (const void *data, size_t size, const char **why);
+//  The same with other frame and node limits (depth and map size stay)
+int
+    proto_validate_limits (const void *data, size_t size,
+                           const proto_limits_t *limits, const char **why);
 
 //  True if the bytes are valid UTF-8 (no overlongs, no surrogates)
 bool
@@ -89,6 +107,9 @@ typedef struct _proto_msg_t proto_msg_t;
 //  the decoded tree; strings point into it.
 proto_msg_t *
     proto_msg_decode (const void *data, size_t size, const char **why);
+//  Decode a frame from another stage, with proto_stage_limits
+proto_msg_t *
+    proto_msg_decode_stage (const void *data, size_t size, const char **why);
 //  Destroy a decoded message; nulls the reference
 void
     proto_msg_destroy (proto_msg_t **self_p);

@@ -179,12 +179,12 @@ class Client:
         assert reply.get("ok"), "%s failed: %r" % (op, reply)
         return reply
 
-    def next_event(self, timeout_ms=None, kind=None):
-        """Next event (optionally of one kind), from the backlog or the socket."""
+    def next_event(self, timeout_ms=None, kind=None, where=None):
+        """Next event (of one kind, matching where), from the backlog or the socket."""
         deadline = time.time() + (timeout_ms or self.timeout_ms) / 1000.0
         while True:
             for i, event in enumerate(self.events):
-                if kind is None or event["ev"] == kind:
+                if (kind is None or event["ev"] == kind) and (where is None or where(event)):
                     return self.events.pop(i)
             left = int((deadline - time.time()) * 1000)
             if left <= 0:

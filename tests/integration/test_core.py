@@ -16,8 +16,10 @@ def test_realtime_between_two_users():
         event = bob.next_event(kind="message")
         assert event["ch"] == ch and event["seq"] == 1 and event["body"] == "hello bob"
         assert event["author"] == ws.uid("alice")
+        own = alice.next_event(kind="message")
+        assert own["seq"] == 1, "the author's sessions get the message too (other devices)"
         reply = bob.ok("send", ch=ch, body="hi alice", client_msg_id="m2")
-        event = alice.next_event(kind="message")
+        event = alice.next_event(kind="message", where=lambda e: e["author"] == ws.uid("bob"))
         assert event["seq"] == reply["seq"] == 2 and event["body"] == "hi alice"
         alice.close(); bob.close()
 

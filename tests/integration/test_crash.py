@@ -61,7 +61,7 @@ class Sender(threading.Thread):
     def stream(self, sock):
         pending = {}
         while not self.stop.is_set():
-            while len(pending) < 16:
+            while len(pending) < 8:
                 self.rid += 1
                 ch = random.choice(self.channels)
                 cmid = uuid.uuid4().hex
