@@ -131,8 +131,8 @@ s_self_new (zsock_t *pipe, const stage_config_t *config)
         }
     free (endpoints);
     self->inbox = stage_inbox_new (config->broker_endpoint);
-    self->ingest = stage_outbox_new (config->ingest_endpoint);
-    self->fanout = stage_outbox_new (config->fanout_endpoint);
+    self->ingest = stage_outbox_new (config->ingest_endpoint, true);
+    self->fanout = stage_outbox_new (config->fanout_endpoint, false);
     self->peers = zhashx_new ();
     zhashx_set_destructor (self->peers, s_peer_destroy);
     self->sessions = zhashx_new ();
@@ -475,10 +475,12 @@ broker_actor (zsock_t *pipe, void *args)
             self->terminated = stage_actor_command (self->pipe);
         else
         if (which == self->front)
-            s_handle_front (self);
+            for (int i = 0; i < STAGE_DRAIN_MAX && (zsock_events (self->front) & ZMQ_POLLIN); i++)
+                s_handle_front (self);
         else
         if (which == self->inbox)
-            s_handle_inbox (self);
+            for (int i = 0; i < STAGE_DRAIN_MAX && (zsock_events (self->inbox) & ZMQ_POLLIN); i++)
+                s_handle_inbox (self);
         else
         if (zpoller_terminated (self->poller))
             break;
