@@ -368,11 +368,57 @@ s_pending_add (self_t *self, request_t *request, bool with_event)
 //  --------------------------------------------------------------------------
 //  Commit: one synced write for everything staged, then acks and events
 
+//  Sends the acks and events of the batch (its write succeeded)
+static void
+s_commit_acks (self_t *self)
+{
+    size_t acked = 0;
+    for (pending_t *pending = (pending_t *) zlistx_first (self->pending); pending;
+         pending = (pending_t *) zlistx_next (self->pending)) {
+        if (++acked == zlistx_size (self->pending) / 2 + 1)
+            stage_kill_point ("mid_acks");
+        zmsg_t *msg = zmsg_new ();
+        zmsg_addstr (msg, STAGE_REPLY);
+        zmsg_append (msg, &pending->route);
+        zmsg_append (msg, &pending->reply);
+        zmsg_append (msg, &(zframe_t *) { zframe_new_empty () });
+        if (zmsg_send (&msg, self->broker))
+            zmsg_destroy (&msg);
+        if (pending->event) {
+            msg = zmsg_new ();
+            zmsg_addstr (msg, STAGE_EVENT);
+            zmsg_append (msg, &pending->meta);
+            zmsg_append (msg, &pending->event);
+            if (zmsg_send (&msg, self->fanout))
+                zmsg_destroy (&msg);
+        }
+    }
+}
+
+//  Answers every staged request storage_unavailable and rolls the cached
+//  heads and positions back (the write failed)
+static void
+s_commit_failed (self_t *self, char *err)
+{
+    zsys_error ("persistence: write failed, refusing writes until restart: %s", err);
+    for (size_t i = self->undo_size; i > 0; i--)
+        *self->undo [i - 1].slot = self->undo [i - 1].old;
+    for (pending_t *pending = (pending_t *) zlistx_first (self->pending); pending;
+         pending = (pending_t *) zlistx_next (self->pending))
+        stage_send_error (self->broker, pending->route, pending->rid,
+                          PROTO_ERR_STORAGE_UNAVAILABLE, NULL);
+}
+
 static void
 s_commit (self_t *self)
 {
     if (zlistx_size (self->pending) == 0 && store_batch_count (self->batch) == 0)
         return;
+#ifdef CHORUS_UNSAFE_EARLY_ACK
+    //  Negative control for the durability tests: acks before the write.
+    //  Never built into chorusd; the tests that must catch it use it.
+    s_commit_acks (self);
+#endif
     char *err = NULL;
     int rc = 0;
     if (store_batch_count (self->batch)) {
@@ -380,42 +426,16 @@ s_commit (self_t *self)
         rc = store_write (self->store, self->batch, true, &err);
         stage_kill_point ("after_write");
     }
-    size_t acked = 0;
-    if (rc) {
-        zsys_error ("persistence: write failed, refusing writes until restart: %s", err);
-        free (err);
-        for (size_t i = self->undo_size; i > 0; i--)
-            *self->undo [i - 1].slot = self->undo [i - 1].old;
-    }
-    for (pending_t *pending = (pending_t *) zlistx_first (self->pending); pending;
-         pending = (pending_t *) zlistx_next (self->pending)) {
-        if (rc)
-            stage_send_error (self->broker, pending->route, pending->rid,
-                              PROTO_ERR_STORAGE_UNAVAILABLE, NULL);
-        else {
-            if (++acked == zlistx_size (self->pending) / 2 + 1)
-                stage_kill_point ("mid_acks");
-            zmsg_t *msg = zmsg_new ();
-            zmsg_addstr (msg, STAGE_REPLY);
-            zmsg_append (msg, &pending->route);
-            zmsg_append (msg, &pending->reply);
-            zmsg_append (msg, &(zframe_t *) { zframe_new_empty () });
-            if (zmsg_send (&msg, self->broker))
-                zmsg_destroy (&msg);
-            if (pending->event) {
-                msg = zmsg_new ();
-                zmsg_addstr (msg, STAGE_EVENT);
-                zmsg_append (msg, &pending->meta);
-                zmsg_append (msg, &pending->event);
-                if (zmsg_send (&msg, self->fanout))
-                    zmsg_destroy (&msg);
-            }
-        }
-    }
-    if (!rc) {
+    if (rc)
+        s_commit_failed (self, err);
+    else {
+#ifndef CHORUS_UNSAFE_EARLY_ACK
+        s_commit_acks (self);
+#endif
         self->commits++;
         self->committed += zlistx_size (self->pending);
     }
+    free (err);
     zlistx_purge (self->pending);
     zhashx_purge (self->staged);
     store_batch_clear (self->batch);
