@@ -178,7 +178,7 @@ s_seed_demo (const options_t *options)
         zsys_error ("chorusd: --seed-demo needs the membership stage in this process");
         return -1;
     }
-    char *endpoint = strdup (options->stage.front_endpoint);
+    char *endpoint = strdup (options->stage.front_endpoint);    //  the first one
     endpoint [strcspn (endpoint, ",")] = 0;
     int rc = chorus_seed_demo (endpoint, token);
     free (endpoint);
@@ -197,6 +197,13 @@ main (int argc, char **argv)
     }
     zsys_init ();
     zsys_set_logident ("chorusd");
+    //  An edge in this process reaches the broker in this process in memory
+    char *front = NULL;
+    if (s_runs (&options, "broker") && s_runs (&options, "edge")
+    &&  strncmp (options.edge.api_endpoint, "inproc://", 9) == 0) {
+        front = zsys_sprintf ("%s,%s", options.stage.front_endpoint, options.edge.api_endpoint);
+        options.stage.front_endpoint = front;
+    }
     mkdir (options.stage.data_dir, 0700);
     //  Stages start back to front, so each finds its next stage bound
     struct { const char *name; zactor_fn *fn; void *args; zactor_t *actor; } stages [] = {
@@ -230,5 +237,6 @@ main (int argc, char **argv)
     //  Stop front to back: no new input while persistence flushes
     for (size_t i = count; i > 0; i--)
         zactor_destroy (&stages [i - 1].actor);
+    free (front);
     return rc;
 }
