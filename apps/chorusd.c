@@ -7,6 +7,7 @@
     =========================================================================
 */
 #include <getopt.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include "stage.h"
 #include "broker.h"
@@ -47,6 +48,13 @@ s_usage (FILE *out)
 "  --persistence-ep EP    persistence inbox (default inproc://chorus-persistence)\n"
 "  --fanout-ep EP         fan-out inbox (default inproc://chorus-fanout)\n"
 "  --edge-api EP          broker endpoint the edge connects to (default inproc://chorus-front)\n"
+"  --ws-queue-msgs N      WebSocket outgoing queue cap, messages (default 1000)\n"
+"  --ws-queue-bytes N     WebSocket outgoing queue cap, bytes (default 1048576)\n"
+"  --max-conns-per-ip N   open connections per client address (default 1000)\n"
+"  --ws-ping S            WebSocket ping interval, seconds (default 30)\n"
+"  --ws-idle S            hang up after S seconds without a pong (default 60)\n"
+"  --tls-cert FILE        PEM certificate: serve HTTPS and WSS\n"
+"  --tls-key FILE         PEM private key for --tls-cert\n"
 "  --session-idle S       forget peers silent for S seconds (default 90)\n"
 "  --rate N --burst N     requests per second per user, and burst (default 50, 200)\n"
 "  --batch-max N          sends per group commit at most (default 1024)\n"
@@ -88,6 +96,9 @@ s_options_parse (options_t *options, int argc, char **argv)
         { "fanout-ep", 1, 0, 5 }, { "edge-api", 1, 0, 6 }, { "session-idle", 1, 0, 7 },
         { "rate", 1, 0, 8 }, { "burst", 1, 0, 9 }, { "batch-max", 1, 0, 10 },
         { "seed-demo", 0, 0, 11 }, { "verbose", 0, 0, 'v' }, { "help", 0, 0, 12 },
+        { "ws-queue-msgs", 1, 0, 13 }, { "ws-queue-bytes", 1, 0, 14 },
+        { "max-conns-per-ip", 1, 0, 15 }, { "ws-ping", 1, 0, 16 }, { "ws-idle", 1, 0, 17 },
+        { "tls-cert", 1, 0, 18 }, { "tls-key", 1, 0, 19 },
         { 0, 0, 0, 0 }
     };
     int opt;
@@ -125,11 +136,22 @@ s_options_parse (options_t *options, int argc, char **argv)
             case 9: options->stage.rate_burst = atoi (optarg); break;
             case 10: options->stage.batch_max = atoi (optarg); break;
             case 11: options->seed_demo = true; break;
+            case 12: s_usage (stdout); exit (0);
+            case 13: options->edge.queue_max_msgs = (size_t) atol (optarg); break;
+            case 14: options->edge.queue_max_bytes = (size_t) atol (optarg); break;
+            case 15: options->edge.max_conns_per_ip = atoi (optarg); break;
+            case 16: options->edge.ping_interval_s = atoi (optarg); break;
+            case 17: options->edge.idle_timeout_s = atoi (optarg); break;
+            case 18: options->edge.tls_cert = optarg; break;
+            case 19: options->edge.tls_key = optarg; break;
             case 'v': options->stage.verbose = true; options->edge.verbose = true; break;
             default: return -1;
         }
     }
     if (optind != argc || options->stage.session_idle_s < 1
+    ||  options->edge.queue_max_msgs < 1 || options->edge.queue_max_bytes < 1024
+    ||  options->edge.max_conns_per_ip < 1 || options->edge.ping_interval_s < 1
+    ||  options->edge.idle_timeout_s < 1 || (!options->edge.tls_cert != !options->edge.tls_key)
     ||  options->stage.rate_per_s < 1 || options->stage.rate_burst < 1
     ||  options->stage.batch_max < 1)
         return -1;
@@ -186,10 +208,12 @@ s_seed_demo (const options_t *options)
     return rc;
 }
 
+//  The actors read the options until they stop, so they outlive main's frame
+static options_t options;
+
 int
 main (int argc, char **argv)
 {
-    options_t options;
     s_options_init (&options);
     if (s_options_parse (&options, argc, argv)) {
         s_usage (stderr);
@@ -234,6 +258,9 @@ main (int argc, char **argv)
             zclock_sleep (100);
         zsys_info ("chorusd: stopping");
     }
+    //  A second signal must not cut the actors' shutdown short
+    signal (SIGINT, SIG_IGN);
+    signal (SIGTERM, SIG_IGN);
     //  Stop front to back: no new input while persistence flushes
     for (size_t i = count; i > 0; i--)
         zactor_destroy (&stages [i - 1].actor);
