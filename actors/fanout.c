@@ -86,8 +86,8 @@ s_self_new (zsock_t *pipe, const stage_config_t *config)
 {
     self_t *self = (self_t *) zmalloc (sizeof (self_t));
     self->pipe = pipe;
-    self->inbox = stage_inbox_new (config->fanout_endpoint);
-    self->broker = stage_outbox_new (config->broker_endpoint, false);
+    self->inbox = stage_inbox_new (config, config->fanout_endpoint);
+    self->broker = stage_outbox_new (config, config->broker_endpoint, false);
     self->sessions = zhashx_new ();
     zhashx_set_destructor (self->sessions, s_session_destroy);
     self->users = zhashx_new ();

@@ -219,9 +219,9 @@ s_self_new (zsock_t *pipe, const stage_config_t *config)
     self_t *self = (self_t *) zmalloc (sizeof (self_t));
     self->pipe = pipe;
     self->config = config;
-    self->inbox = stage_inbox_new (config->ingest_endpoint);
-    self->broker = stage_outbox_new (config->broker_endpoint, false);
-    self->membership = stage_outbox_new (config->membership_endpoint, true);
+    self->inbox = stage_inbox_new (config, config->ingest_endpoint);
+    self->broker = stage_outbox_new (config, config->broker_endpoint, false);
+    self->membership = stage_outbox_new (config, config->membership_endpoint, true);
     self->buckets = zhashx_new ();
     zhashx_set_destructor (self->buckets, s_bucket_destroy);
     self->writer = proto_writer_new ();

@@ -81,7 +81,7 @@ s_self_new (zsock_t *pipe, const stage_config_t *config)
     self->flushed = zclock_mono ();
     self->server = mb_server_new (config);
     if (self->server && mb_auth_admin_setup (self->server) == 0)
-        self->inbox = stage_inbox_new (config->membership_endpoint);
+        self->inbox = stage_inbox_new (config, config->membership_endpoint);
     if (self->inbox)
         self->poller = zpoller_new (pipe, self->inbox, NULL);
     else {

@@ -48,9 +48,9 @@ mb_server_new (const stage_config_t *config)
     if (rc == 0)
         rc = s_open_store (self);
     if (rc == 0) {
-        self->broker = stage_outbox_new (config->broker_endpoint, false);
-        self->persistence = stage_outbox_new (config->persistence_endpoint, true);
-        self->fanout = stage_outbox_new (config->fanout_endpoint, false);
+        self->broker = stage_outbox_new (config, config->broker_endpoint, false);
+        self->persistence = stage_outbox_new (config, config->persistence_endpoint, true);
+        self->fanout = stage_outbox_new (config, config->fanout_endpoint, false);
         rc = self->broker && self->persistence && self->fanout? 0: -1;
     }
     if (rc)

@@ -185,9 +185,9 @@ s_self_new (zsock_t *pipe, const stage_config_t *config)
     self->event = proto_writer_new ();
     self->meta = proto_writer_new ();
     if (self->store) {
-        self->inbox = stage_inbox_new (config->persistence_endpoint);
-        self->broker = stage_outbox_new (config->broker_endpoint, false);
-        self->fanout = stage_outbox_new (config->fanout_endpoint, false);
+        self->inbox = stage_inbox_new (config, config->persistence_endpoint);
+        self->broker = stage_outbox_new (config, config->broker_endpoint, false);
+        self->fanout = stage_outbox_new (config, config->fanout_endpoint, false);
     }
     if (!self->store || !self->inbox || !self->broker || !self->fanout)
         self->terminated = true;

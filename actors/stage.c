@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/time.h>
 #include "stage.h"
+#include "security.h"
 
 #define STAGE_HWM 100000
 
@@ -12,12 +13,17 @@
 //  A PULL inbox bound to endpoint
 
 zsock_t *
-stage_inbox_new (const char *endpoint)
+stage_inbox_new (const stage_config_t *config, const char *endpoint)
 {
     zsock_t *inbox = zsock_new (ZMQ_PULL);
     if (!inbox)
         return NULL;
     zsock_set_rcvhwm (inbox, STAGE_HWM);
+    if (config->curve_dir && strncmp (endpoint, "tcp://", 6) == 0
+    &&  security_apply_server (inbox, config->curve_dir)) {
+        zsock_destroy (&inbox);
+        return NULL;
+    }
     if (zsock_bind (inbox, "%s", endpoint) < 0) {
         zsys_error ("stage: cannot bind %s: %s", endpoint, zmq_strerror (zmq_errno ()));
         zsock_destroy (&inbox);
@@ -29,11 +35,16 @@ stage_inbox_new (const char *endpoint)
 //  A PUSH connected to endpoint; sends fail at once instead of blocking
 
 zsock_t *
-stage_outbox_new (const char *endpoint, bool immediate)
+stage_outbox_new (const stage_config_t *config, const char *endpoint, bool immediate)
 {
     zsock_t *outbox = zsock_new (ZMQ_PUSH);
     if (!outbox)
         return NULL;
+    if (config->curve_dir && strncmp (endpoint, "tcp://", 6) == 0
+    &&  security_apply_client (outbox, config->curve_dir)) {
+        zsock_destroy (&outbox);
+        return NULL;
+    }
     zsock_set_sndhwm (outbox, STAGE_HWM);
     zsock_set_sndtimeo (outbox, 0);
     zsock_set_immediate (outbox, immediate? 1: 0);

@@ -25,6 +25,7 @@ typedef struct {
     int rate_per_s;                     //  ingest: sustained requests/s per user
     int rate_burst;                     //  ingest: burst size per user
     int batch_max;                      //  persistence: sends per group commit
+    const char *curve_dir;              //  CURVE certificates for tcp links, or NULL
     bool verbose;                       //  log every message
 } stage_config_t;
 
@@ -42,15 +43,16 @@ typedef struct {
 #define STAGE_RECIP_MUTED          1
 #define STAGE_RECIP_NOTIFY_ALWAYS  2
 
-//  A PULL inbox bound to endpoint; NULL if it cannot bind
+//  A PULL inbox bound to endpoint; NULL if it cannot bind. On tcp, with
+//  config->curve_dir set, it only accepts CURVE peers zauth allows.
 zsock_t *
-    stage_inbox_new (const char *endpoint);
+    stage_inbox_new (const stage_config_t *config, const char *endpoint);
 //  A PUSH connected to endpoint whose sends never block. With immediate
 //  (requests), nothing is queued for a stage that is not connected, so the
 //  caller answers stage_unavailable at once; without it (replies, events),
 //  messages wait in the queue while the connection is (re)established.
 zsock_t *
-    stage_outbox_new (const char *endpoint, bool immediate);
+    stage_outbox_new (const stage_config_t *config, const char *endpoint, bool immediate);
 
 //  Send a reply to the broker: ["R"][route][reply][ctl or empty]. The route
 //  frame is copied. Returns 0, or -1 if the broker cannot take it now.

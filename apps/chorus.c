@@ -21,7 +21,8 @@
 #define SYNC_MAX      100           //  CH=SEQ pairs on one sync command line
 
 static const char *s_usage =
-    "usage: chorus [--api ENDPOINT] [--token T | --token-file F] COMMAND ...\n"
+    "usage: chorus [--api ENDPOINT] [--token T | --token-file F]\n"
+    "              [--curve-server SERVER.cert --curve-cert MY.cert_secret] COMMAND ...\n"
     "\n"
     "  ENDPOINT defaults to " CHORUS_CLIENT_ENDPOINT "\n"
     "\n"
@@ -54,6 +55,8 @@ typedef struct {
     chorus_client_t *client;        //  the connection
     int argc;                       //  command arguments left (after the name)
     char **argv;                    //  those arguments
+    const char *curve_server;       //  server's public certificate, or NULL
+    const char *curve_cert;         //  our secret certificate, or NULL
 } cli_t;
 
 typedef int (cli_fn) (cli_t *cli);
@@ -681,6 +684,12 @@ s_run (cli_t *cli, int command)
         fprintf (stderr, "chorus: '%s' is not a valid endpoint\n", cli->endpoint);
         return EXIT_USAGE;
     }
+    if (cli->curve_server
+    &&  chorus_client_set_curve (cli->client, cli->curve_server, cli->curve_cert)) {
+        fprintf (stderr, "chorus: cannot load the CURVE certificates\n");
+        chorus_client_destroy (&cli->client);
+        return EXIT_USAGE;
+    }
     int rc = 0;
     if (s_commands [command].auth) {
         proto_msg_t *reply = chorus_client_auth (cli->client, cli->token);
@@ -716,8 +725,16 @@ main (int argc, char *argv [])
         if (streq (argv [arg], "--token-file"))
             token_file = argv [++arg];
         else
+        if (streq (argv [arg], "--curve-server"))
+            cli.curve_server = argv [++arg];
+        else
+        if (streq (argv [arg], "--curve-cert"))
+            cli.curve_cert = argv [++arg];
+        else
             return s_usage_error ("unknown option");
     }
+    if (!cli.curve_server != !cli.curve_cert)
+        return s_usage_error ("--curve-server and --curve-cert go together");
     if (token_file && !cli.token && !(cli.token = s_read_token (token_file))) {
         fprintf (stderr, "chorus: cannot read a token from %s\n", token_file);
         return EXIT_USAGE;

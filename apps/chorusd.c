@@ -15,6 +15,7 @@
 #include "membership.h"
 #include "persistence.h"
 #include "fanout.h"
+#include "security.h"
 #include "edge.h"
 #include "chorus/client.h"
 
@@ -55,6 +56,8 @@ s_usage (FILE *out)
 "  --ws-idle S            hang up after S seconds without a pong (default 60)\n"
 "  --tls-cert FILE        PEM certificate: serve HTTPS and WSS\n"
 "  --tls-key FILE         PEM private key for --tls-cert\n"
+"  --curve-dir DIR        CURVE on every tcp link: DIR/server.cert_secret (made on\n"
+"                         first start) and DIR/clients/*.cert, the keys allowed in\n"
 "  --session-idle S       forget peers silent for S seconds (default 90)\n"
 "  --rate N --burst N     requests per second per user, and burst (default 50, 200)\n"
 "  --batch-max N          sends per group commit at most (default 1024)\n"
@@ -98,7 +101,7 @@ s_options_parse (options_t *options, int argc, char **argv)
         { "seed-demo", 0, 0, 11 }, { "verbose", 0, 0, 'v' }, { "help", 0, 0, 12 },
         { "ws-queue-msgs", 1, 0, 13 }, { "ws-queue-bytes", 1, 0, 14 },
         { "max-conns-per-ip", 1, 0, 15 }, { "ws-ping", 1, 0, 16 }, { "ws-idle", 1, 0, 17 },
-        { "tls-cert", 1, 0, 18 }, { "tls-key", 1, 0, 19 },
+        { "tls-cert", 1, 0, 18 }, { "tls-key", 1, 0, 19 }, { "curve-dir", 1, 0, 20 },
         { 0, 0, 0, 0 }
     };
     int opt;
@@ -144,6 +147,7 @@ s_options_parse (options_t *options, int argc, char **argv)
             case 17: options->edge.idle_timeout_s = atoi (optarg); break;
             case 18: options->edge.tls_cert = optarg; break;
             case 19: options->edge.tls_key = optarg; break;
+            case 20: options->stage.curve_dir = optarg; break;
             case 'v': options->stage.verbose = true; options->edge.verbose = true; break;
             default: return -1;
         }
@@ -229,6 +233,16 @@ main (int argc, char **argv)
         options.stage.front_endpoint = front;
     }
     mkdir (options.stage.data_dir, 0700);
+    //  zauth must run before any socket binds, or CURVE lets every key in
+    zactor_t *auth = NULL;
+    char *curve_cert = NULL;
+    if (options.stage.curve_dir) {
+        auth = security_start (options.stage.curve_dir, options.stage.verbose);
+        if (!auth)
+            return 1;
+        curve_cert = zsys_sprintf ("%s/server.cert_secret", options.stage.curve_dir);
+        options.edge.curve_cert = curve_cert;
+    }
     //  Stages start back to front, so each finds its next stage bound
     struct { const char *name; zactor_fn *fn; void *args; zactor_t *actor; } stages [] = {
         { "persistence", persistence_actor, &options.stage, NULL },
@@ -264,6 +278,8 @@ main (int argc, char **argv)
     //  Stop front to back: no new input while persistence flushes
     for (size_t i = count; i > 0; i--)
         zactor_destroy (&stages [i - 1].actor);
+    zactor_destroy (&auth);
+    free (curve_cert);
     free (front);
     return rc;
 }

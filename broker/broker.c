@@ -11,6 +11,7 @@
     =========================================================================
 */
 #include "broker.h"
+#include "security.h"
 
 #define ROUTE_MAX (1 + 255 + 8)
 
@@ -121,8 +122,10 @@ s_self_new (zsock_t *pipe, const stage_config_t *config)
     zsock_set_rcvhwm (self->front, 100000);
     zsock_set_sndtimeo (self->front, 0);
     zsock_set_maxmsgsize (self->front, PROTO_MAX_FRAME * 4);
-    char *endpoints = strdup (config->front_endpoint);
     bool bound = true;
+    if (config->curve_dir && security_apply_server (self->front, config->curve_dir))
+        bound = false;
+    char *endpoints = strdup (config->front_endpoint);
     for (char *save = NULL, *ep = strtok_r (endpoints, ",", &save); ep;
          ep = strtok_r (NULL, ",", &save))
         if (zsock_bind (self->front, "%s", ep) < 0) {
@@ -130,9 +133,9 @@ s_self_new (zsock_t *pipe, const stage_config_t *config)
             bound = false;
         }
     free (endpoints);
-    self->inbox = stage_inbox_new (config->broker_endpoint);
-    self->ingest = stage_outbox_new (config->ingest_endpoint, true);
-    self->fanout = stage_outbox_new (config->fanout_endpoint, false);
+    self->inbox = stage_inbox_new (config, config->broker_endpoint);
+    self->ingest = stage_outbox_new (config, config->ingest_endpoint, true);
+    self->fanout = stage_outbox_new (config, config->fanout_endpoint, false);
     self->peers = zhashx_new ();
     zhashx_set_destructor (self->peers, s_peer_destroy);
     self->sessions = zhashx_new ();

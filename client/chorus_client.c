@@ -65,6 +65,8 @@ struct _chorus_client_t {
     int timeout;                //  msecs per attempt
     int retries;                //  resends before giving up
     bool verbose;               //  log drops and retries
+    zcert_t *curve_cert;        //  our CURVE certificate, or NULL (no CURVE)
+    char *curve_server_key;     //  the server's public key (Z85), with curve_cert
 };
 
 static proto_msg_t *s_receive (chorus_client_t *self, uint64_t claim);
@@ -96,6 +98,10 @@ s_connect (chorus_client_t *self)
     zsock_set_linger (self->socket, 0);
     zsock_set_rcvhwm (self->socket, 100000);
     zsock_set_maxmsgsize (self->socket, CLIENT_MAX_MSG_SIZE);
+    if (self->curve_cert) {
+        zcert_apply (self->curve_cert, self->socket);
+        zsock_set_curve_serverkey (self->socket, self->curve_server_key);
+    }
     char monitor [64];
     snprintf (monitor, sizeof (monitor), "inproc://chorus-client-%p-%u",
               (void *) self, self->generation++);
@@ -860,7 +866,35 @@ chorus_client_destroy (chorus_client_t **self_p)
     proto_writer_destroy (&self->writer);
     proto_writer_destroy (&self->scratch);
     s_disconnect (self);
+    zcert_destroy (&self->curve_cert);
+    free (self->curve_server_key);
     free (self->endpoint);
     free (self);
     *self_p = NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  Speak CURVE to a server started with --curve-dir: server_cert is its
+//  public certificate (DIR/server.cert), client_cert our own secret
+//  certificate, whose public half the server has in DIR/clients. Reconnects.
+//  Returns 0, or -1 if a certificate cannot be loaded.
+
+int
+chorus_client_set_curve (chorus_client_t *self, const char *server_cert,
+                         const char *client_cert)
+{
+    zcert_t *server = zcert_load (server_cert);
+    zcert_t *client = zcert_load (client_cert);
+    if (!server || !client) {
+        zcert_destroy (&server);
+        zcert_destroy (&client);
+        return -1;
+    }
+    zcert_destroy (&self->curve_cert);
+    free (self->curve_server_key);
+    self->curve_cert = client;
+    self->curve_server_key = strdup (zcert_public_txt (server));
+    zcert_destroy (&server);
+    s_disconnect (self);
+    return s_connect (self);
 }

@@ -341,6 +341,17 @@ s_dealer_new (edge_t *self)
     zsock_set_sndtimeo (self->dealer, 0);
     zsock_set_immediate (self->dealer, 1);
     zsock_set_linger (self->dealer, 200);
+    if (self->config->curve_cert) {
+        //  The broker speaks CURVE: authenticate with the deployment's key
+        zcert_t *cert = zcert_load (self->config->curve_cert);
+        if (!cert) {
+            zsys_error ("edge: cannot load %s", self->config->curve_cert);
+            return -1;
+        }
+        zcert_apply (cert, self->dealer);
+        zsock_set_curve_serverkey (self->dealer, zcert_public_txt (cert));
+        zcert_destroy (&cert);
+    }
     if (zsock_connect (self->dealer, "%s", self->config->api_endpoint) < 0) {
         zsys_error ("edge: cannot connect to the broker at %s", self->config->api_endpoint);
         return -1;

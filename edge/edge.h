@@ -63,6 +63,7 @@ typedef struct {
     int close_grace_s;              //  time allowed to send a close frame, then hang up
     const char *tls_cert;           //  PEM certificate file, or NULL for plain HTTP
     const char *tls_key;            //  PEM private key file
+    const char *curve_cert;         //  CURVE: the deployment's secret cert file, or NULL
     bool verbose;                   //  log connections and requests
 } edge_config_t;
 

@@ -80,6 +80,13 @@ void
 //  Log what the client drops and retries (zsys_debug/zsys_warning)
 void
     chorus_client_set_verbose (chorus_client_t *self, bool verbose);
+//  Speak CURVE to a server started with --curve-dir: server_cert is its
+//  public certificate (DIR/server.cert), client_cert our secret certificate
+//  file (made with zcert; its public half must be in DIR/clients).
+//  Reconnects. Returns 0, or -1 if a certificate cannot be loaded.
+int
+    chorus_client_set_curve (chorus_client_t *self, const char *server_cert,
+                             const char *client_cert);
 
 //  ---------------------------------------------------------------------
 //  Sessions: a socket carries session 0 unless told otherwise. A peer that
