@@ -827,9 +827,9 @@ test_iter_empty (void **state)
 
 
 //  --------------------------------------------------------------------------
-//  Many tenants: 200 CFs, spread and extreme ids, open and reopen
+//  Many tenants: 100 CFs, spread and extreme ids, open and reopen
 
-#define MANY 200
+#define MANY 100
 
 static uint64_t
 s_many_id (int index)
@@ -856,7 +856,7 @@ test_many_tenants (void **state)
         snprintf (value, sizeof (value), "%" PRIu64, tenant);
         store_batch_put (batch, tenant, "id", 2, value, strlen (value));
     }
-    //  One atomic batch across 200 CFs
+    //  One atomic batch across all of them
     assert_int_equal (store_write (store, batch, true, NULL), 0);
     store_batch_destroy (&batch);
     assert_int_equal (store_tenant_list (store, NULL, 0), MANY);
