@@ -25,8 +25,8 @@ typedef struct {
 } op_schema_t;
 
 static const op_schema_t s_schemas [] = {
-    { "ping", true, { { NULL } } },
-    { "bye", true, { { NULL } } },
+    { "ping", true, { { NULL, F_STR, false } } },
+    { "bye", true, { { NULL, F_STR, false } } },
     { "login", true, { { "tenant", F_STR, true }, { "handle", F_STR, true }, { "password", F_STR, true } } },
     { "auth", true, { { "token", F_STR, true } } },
     { "logout", false, { { "token", F_STR, false } } },
@@ -36,10 +36,10 @@ static const op_schema_t s_schemas [] = {
         { "display_name", F_STR, true }, { "password", F_STR, true }, { "bot", F_BOOL, false },
         { "token", F_STR, false } } },
     { "token_create", true, { { "tenant", F_STR, true }, { "handle", F_STR, true }, { "token", F_STR, false } } },
-    { "user_list", false, { { NULL } } },
+    { "user_list", false, { { NULL, F_STR, false } } },
     { "channel_create", false, { { "name", F_STR, true }, { "private", F_BOOL, false } } },
-    { "channel_list", false, { { NULL } } },
-    { "channel_browse", false, { { NULL } } },
+    { "channel_list", false, { { NULL, F_STR, false } } },
+    { "channel_browse", false, { { NULL, F_STR, false } } },
     { "channel_join", false, { { "ch", F_U64, true } } },
     { "channel_leave", false, { { "ch", F_U64, true } } },
     { "channel_invite", false, { { "ch", F_U64, true }, { "user", F_U64, true } } },

@@ -1078,7 +1078,8 @@ s_handle_request (self_t *self, request_t *request)
 static void
 s_handle_message (self_t *self, zmsg_t *msg)
 {
-    request_t request = { NULL };
+    request_t request;
+    memset (&request, 0, sizeof (request));
     request.route = zmsg_pop (msg);
     zframe_t *ctx = zmsg_pop (msg);
     zframe_t *req = zmsg_pop (msg);
