@@ -96,8 +96,11 @@ s_self_new (zsock_t *pipe, const stage_config_t *config)
     zhashx_set_destructor (self->batches, s_batch_destroy);
     if (!self->inbox || !self->broker)
         self->terminated = true;
-    else
+    else {
         self->poller = zpoller_new (pipe, self->inbox, NULL);
+        //  After a restart we know no session: ask the broker for them all
+        zstr_send (self->broker, STAGE_RESYNC);
+    }
     return self;
 }
 
@@ -280,6 +283,11 @@ s_handle_inbox (self_t *self)
     else
     if (kind && streq (kind, STAGE_DOWN) && first)
         s_session_down (self, first);
+    else
+    if (kind && streq (kind, STAGE_RESET)) {
+        zhashx_purge (self->users);
+        zhashx_purge (self->sessions);
+    }
     else
         zsys_warning ("fanout: unknown inbox message");
     free (kind);

@@ -275,13 +275,14 @@ s_rate_take (self_t *self, const char *key)
 }
 
 static void
-s_reply_pong (self_t *self, zframe_t *route, uint64_t rid)
+s_reply_pong (self_t *self, zframe_t *route, uint64_t rid, bool authed)
 {
     proto_writer_reset (self->writer);
     proto_writer_map_begin (self->writer);
     proto_writer_kv_u64 (self->writer, "re", rid);
     proto_writer_kv_bool (self->writer, "ok", true);
     proto_writer_kv_bool (self->writer, "pong", true);
+    proto_writer_kv_bool (self->writer, "authed", authed);
     proto_writer_kv_u64 (self->writer, "ts", stage_now_ms ());
     proto_writer_map_end (self->writer);
     stage_send_reply (self->broker, route, self->writer, NULL);
@@ -359,7 +360,7 @@ s_handle_request (self_t *self, zframe_t *route, zframe_t *ctx_frame, zframe_t *
         stage_send_error (self->broker, route, rid, code, why);
     else
     if (op_len == 4 && memcmp (op, "ping", 4) == 0)
-        s_reply_pong (self, route, rid);
+        s_reply_pong (self, route, rid, user || admin);
     else
     if (op_len == 3 && memcmp (op, "bye", 3) == 0)
         s_reply_bye (self, route);

@@ -82,8 +82,10 @@ s_self_new (zsock_t *pipe, const stage_config_t *config)
     self->server = mb_server_new (config);
     if (self->server && mb_auth_admin_setup (self->server) == 0)
         self->inbox = stage_inbox_new (config, config->membership_endpoint);
-    if (self->inbox)
+    if (self->inbox) {
         self->poller = zpoller_new (pipe, self->inbox, NULL);
+        mb_hasher_poll_with (self->server->hasher, self->poller);
+    }
     else {
         zsys_error ("membership: cannot start");
         s_self_destroy (&self);
@@ -245,6 +247,13 @@ membership_actor (zsock_t *pipe, void *args)
         else
         if (which == self->inbox)
             s_handle_inbox (self);
+        else
+        if (which) {
+            mb_login_t *login = mb_hasher_result (self->server->hasher, which);
+            if (login)
+                mb_auth_login_finish (self->server, login);
+            mb_login_destroy (&login);
+        }
         else
         if (zpoller_terminated (self->poller))
             break;

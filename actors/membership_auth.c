@@ -195,18 +195,9 @@ s_field_user (mb_tenant_t *tenant, mb_request_t *request)
 //  --------------------------------------------------------------------------
 //  login: tenant name, handle, password -> a new session token
 
-//  True if the password matches; verifies against a dummy for no user
-static bool
-s_password_ok (mb_user_t *user, mb_request_t *request)
-{
-    const char *password = "";
-    size_t len = 0;
-    proto_msg_str (request->req, "password", &password, &len);
-    const char *hash = user? user->pwhash: s_dummy_hash;
-    bool match = crypto_pwhash_str_verify (hash, password, len) == 0;
-    return user && match;
-}
-
+//  Hands the password check to a hasher worker; the reply is made by
+//  mb_auth_login_finish. An unknown handle is checked against a dummy hash,
+//  so it takes as long as a wrong password.
 void
 mb_auth_login (mb_server_t *server, mb_request_t *request)
 {
@@ -216,23 +207,48 @@ mb_auth_login (mb_server_t *server, mb_request_t *request)
         return;
     }
     mb_user_t *user = s_field_user (tenant, request);
+    const char *password = "";
+    size_t len = 0;
+    proto_msg_str (request->req, "password", &password, &len);
+    if (mb_hasher_submit (server->hasher, request->route, request->req_frame, tenant->id,
+                          user? user->id: 0, user? user->pwhash: s_dummy_hash, password, len)) {
+        proto_write_error (server->reply, request->rid, PROTO_ERR_RATE_LIMITED,
+                           "too many logins at once", 1000);
+        stage_send_reply (server->broker, request->route, server->reply, NULL);
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  A login's password was checked: issue the token, or refuse
+
+void
+mb_auth_login_finish (mb_server_t *server, mb_login_t *login)
+{
+    mb_request_t request = { .route = login->route, .req_frame = login->req_frame, .op = "login" };
+    request.req = proto_msg_decode (zframe_data (login->req_frame), zframe_size (login->req_frame), NULL);
+    if (request.req)
+        proto_msg_u64 (request.req, "rid", &request.rid);
+    request.now = stage_now_ms ();
+    mb_tenant_t *tenant = mb_model_tenant (server->model, login->tenant);
+    mb_user_t *user = tenant && login->user? mb_tenant_user (tenant, login->user): NULL;
     char token [TOKEN_MAX];
-    if (!s_password_ok (user, request))
-        mb_reply_error (server, request, PROTO_ERR_BAD_CREDENTIALS, NULL);
+    if (!request.req || !user || !login->match)
+        mb_reply_error (server, &request, PROTO_ERR_BAD_CREDENTIALS, NULL);
     else
-    if (s_token_issue (server, request, tenant, user, false, token))
-        mb_reply_error (server, request, PROTO_ERR_STORAGE_UNAVAILABLE, NULL);
+    if (s_token_issue (server, &request, tenant, user, false, token))
+        mb_reply_error (server, &request, PROTO_ERR_STORAGE_UNAVAILABLE, NULL);
     else {
-        mb_reply_begin (server, request);
+        mb_reply_begin (server, &request);
         proto_writer_kv_str (server->reply, "token", token);
         proto_writer_str (server->reply, "user");
         mb_write_user (server->reply, user);
         proto_writer_str (server->reply, "tenant");
         mb_write_tenant (server->reply, tenant);
-        mb_reply_send (server, request, mb_ctl_set (server, tenant->id, user->id, false));
+        mb_reply_send (server, &request, mb_ctl_set (server, tenant->id, user->id, false));
         sodium_memzero (token, sizeof (token));
         zsys_info ("membership: user %" PRIu64 "/%" PRIu64 " logged in", tenant->id, user->id);
     }
+    proto_msg_destroy (&request.req);
 }
 
 //  --------------------------------------------------------------------------

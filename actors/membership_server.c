@@ -51,7 +51,8 @@ mb_server_new (const stage_config_t *config)
         self->broker = stage_outbox_new (config, config->broker_endpoint, false);
         self->persistence = stage_outbox_new (config, config->persistence_endpoint, true);
         self->fanout = stage_outbox_new (config, config->fanout_endpoint, false);
-        rc = self->broker && self->persistence && self->fanout? 0: -1;
+        self->hasher = mb_hasher_new ();
+        rc = self->broker && self->persistence && self->fanout && self->hasher? 0: -1;
     }
     if (rc)
         mb_server_destroy (&self);
@@ -66,6 +67,7 @@ mb_server_destroy (mb_server_t **self_p)
 {
     mb_server_t *self = *self_p;
     if (self) {
+        mb_hasher_destroy (&self->hasher);
         zsock_destroy (&self->broker);
         zsock_destroy (&self->persistence);
         zsock_destroy (&self->fanout);

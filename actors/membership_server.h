@@ -13,6 +13,7 @@
 #include "stage.h"
 #include "store.h"
 #include "membership_model.h"
+#include "membership_hasher.h"
 
 //  Affinity weights (docs/protocol.md, Affinity)
 #define MB_WEIGHT_SEND      1.0
@@ -33,6 +34,7 @@ typedef struct {
     proto_writer_t *ctx;                //  scratch: ctx passed on
     proto_writer_t *meta;               //  scratch: event meta
     proto_writer_t *event;              //  scratch: event map
+    mb_hasher_t *hasher;                //  password checks, off this thread
     bool verbose;                       //  log every request
 } mb_server_t;
 

@@ -71,6 +71,7 @@ typedef struct {
     proto_writer_t *event;      //  scratch writer for events
     proto_writer_t *meta;       //  scratch writer for event meta
     bool terminated;            //  $TERM received
+    uint64_t dropped;           //  acks and events a full next stage refused
     uint64_t commits;           //  batches written
     uint64_t committed;         //  sends acknowledged
 } self_t;
@@ -368,6 +369,17 @@ s_pending_add (self_t *self, request_t *request, bool with_event)
 //  --------------------------------------------------------------------------
 //  Commit: one synced write for everything staged, then acks and events
 
+//  Counts an ack or event the next stage would not take (it is saved; the
+//  client retries or catches up by seq), and logs the first of each 1,000
+static void
+s_dropped (self_t *self, zmsg_t **msg_p, const char *what)
+{
+    zmsg_destroy (msg_p);
+    if (self->dropped++ % 1000 == 0)
+        zsys_warning ("persistence: the next stage is not taking %ss (%" PRIu64 " dropped so far)",
+                      what, self->dropped);
+}
+
 //  Sends the acks and events of the batch (its write succeeded)
 static void
 s_commit_acks (self_t *self)
@@ -383,14 +395,14 @@ s_commit_acks (self_t *self)
         zmsg_append (msg, &pending->reply);
         zmsg_append (msg, &(zframe_t *) { zframe_new_empty () });
         if (zmsg_send (&msg, self->broker))
-            zmsg_destroy (&msg);
+            s_dropped (self, &msg, "ack");
         if (pending->event) {
             msg = zmsg_new ();
             zmsg_addstr (msg, STAGE_EVENT);
             zmsg_append (msg, &pending->meta);
             zmsg_append (msg, &pending->event);
             if (zmsg_send (&msg, self->fanout))
-                zmsg_destroy (&msg);
+                s_dropped (self, &msg, "event");
         }
     }
 }

@@ -38,6 +38,8 @@ typedef struct {
 #define STAGE_EVENT     "EV"
 #define STAGE_UP        "UP"
 #define STAGE_DOWN      "DN"
+#define STAGE_RESET     "RESET"     //  broker -> fan-out: forget every session
+#define STAGE_RESYNC    "RESYNC"    //  fan-out -> broker: send UP for every session
 
 //  Flags of a recipient in event meta
 #define STAGE_RECIP_MUTED          1

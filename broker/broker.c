@@ -147,6 +147,8 @@ s_self_new (zsock_t *pipe, const stage_config_t *config)
         return self;
     }
     self->poller = zpoller_new (pipe, self->front, self->inbox, NULL);
+    //  A fan-out that knew an earlier broker's sessions must forget them
+    zstr_send (self->fanout, STAGE_RESET);
     return self;
 }
 
@@ -372,6 +374,21 @@ s_apply_ctl (self_t *self, zframe_t *route, zframe_t *ctl)
     proto_msg_destroy (&msg);
 }
 
+//  A (re)started fan-out asks for every session: resends them as UP
+static void
+s_replay_sessions (self_t *self)
+{
+    zstr_send (self->fanout, STAGE_RESET);
+    size_t count = 0;
+    for (session_t *session = (session_t *) zhashx_first (self->sessions); session;
+         session = (session_t *) zhashx_next (self->sessions))
+        if (session->user) {
+            s_send_up (self, session);
+            count++;
+        }
+    zsys_info ("broker: fan-out asked for the session table: %zu sessions sent", count);
+}
+
 //  A reply from a stage: ["R"][route][reply][ctl]
 static void
 s_handle_reply (self_t *self, zmsg_t *msg)
@@ -433,6 +450,9 @@ s_handle_inbox (self_t *self)
     else
     if (kind && streq (kind, STAGE_DELIVERY))
         s_handle_delivery (self, msg);
+    else
+    if (kind && streq (kind, STAGE_RESYNC))
+        s_replay_sessions (self);
     else
         zsys_warning ("broker: unknown inbox message");
     free (kind);

@@ -193,9 +193,34 @@ def test_typing_is_relayed_not_stored():
         alice.close(); bob.close()
 
 
+def test_login_flood_does_not_stall_sends():
+    """Password checks run on a bounded pool of workers: a flood of logins
+    is answered (or refused with rate_limited) while sends keep flowing."""
+    import msgpack
+    with Server(http=False) as server:
+        ws = Workspace(server)
+        alice = ws.login("alice")
+        ch = alice.ok("channel_create", name="general")["channel"]["id"]
+        flood = Client(server.api)
+        total = 60
+        for rid in range(1, total + 1):
+            flood.send_raw(msgpack.packb({"op": "login", "rid": rid, "tenant": ws.name,
+                                          "handle": "bob", "password": "wrong-password"}))
+        ack = alice.ok("send", ch=ch, body="still here", client_msg_id="flood-1")
+        answered = {}
+        while len(answered) < total:
+            payload, _, _ = flood.recv(60000)
+            answered[payload["re"]] = payload["error"]
+        assert set(answered.values()) <= {"bad_credentials", "rate_limited"}
+        assert "rate_limited" in answered.values(), "the queue of password checks is bounded"
+        assert ack["seq"] == 1
+        flood.close()
+        alice.close()
+
+
 if __name__ == "__main__":
     run([test_realtime_between_two_users, test_dm_visible_only_to_its_members,
          test_private_channel_refuses_non_members, test_tenant_isolation,
          test_retry_is_idempotent_even_after_restart, test_reply_privately_quotes_the_original,
          test_edit_delete_read_and_unread, test_channel_list_ranks_by_affinity,
-         test_typing_is_relayed_not_stored])
+         test_typing_is_relayed_not_stored, test_login_flood_does_not_stall_sends])

@@ -1,0 +1,202 @@
+/*  =========================================================================
+    membership_hasher - password checks off the membership stage's thread
+    =========================================================================
+*/
+#include <sodium.h>
+#include "membership_hasher.h"
+
+//  A check waiting for a worker
+typedef struct {
+    mb_login_t *login;              //  what to answer when it is done
+    char *hash;                     //  argon2id string to check against
+    char *password;                 //  the password (wiped when freed)
+    size_t password_len;            //  its length
+} job_t;
+
+//  One worker and the check it runs
+typedef struct {
+    zactor_t *actor;                //  the worker
+    job_t *job;                     //  its current check, or NULL
+} worker_t;
+
+struct _mb_hasher_t {
+    worker_t workers [MB_HASHER_WORKERS];   //  the workers
+    zlistx_t *queue;                //  job_t waiting, oldest first
+};
+
+void
+mb_login_destroy (mb_login_t **self_p)
+{
+    if (self_p && *self_p) {
+        zframe_destroy (&(*self_p)->route);
+        zframe_destroy (&(*self_p)->req_frame);
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+static void
+s_job_destroy (job_t **job_p)
+{
+    job_t *job = *job_p;
+    if (job) {
+        mb_login_destroy (&job->login);
+        free (job->hash);
+        sodium_memzero (job->password, job->password_len);
+        free (job->password);
+        free (job);
+        *job_p = NULL;
+    }
+}
+
+//  A worker: [hash][password] in, "1" (match) or "0" out, until $TERM
+static void
+s_worker (zsock_t *pipe, void *args)
+{
+    (void) args;
+    zsock_signal (pipe, 0);
+    while (true) {
+        zmsg_t *msg = zmsg_recv (pipe);
+        if (!msg)
+            break;
+        char *command = zmsg_popstr (msg);
+        bool stop = !command || streq (command, "$TERM");
+        if (!stop && streq (command, "CHECK") && zmsg_size (msg) == 2) {
+            char *hash = zmsg_popstr (msg);
+            zframe_t *password = zmsg_pop (msg);
+            bool match = crypto_pwhash_str_verify (hash, (const char *) zframe_data (password),
+                                                   zframe_size (password)) == 0;
+            sodium_memzero (zframe_data (password), zframe_size (password));
+            zframe_destroy (&password);
+            free (hash);
+            zstr_send (pipe, match? "1": "0");
+        }
+        free (command);
+        zmsg_destroy (&msg);
+        if (stop)
+            break;
+    }
+}
+
+//  Gives a job to a worker
+static void
+s_start (worker_t *worker, job_t *job)
+{
+    worker->job = job;
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "CHECK");
+    zmsg_addstr (msg, job->hash);
+    zmsg_addmem (msg, job->password, job->password_len);
+    zmsg_send (&msg, worker->actor);
+}
+
+//  --------------------------------------------------------------------------
+//  Start the workers
+
+mb_hasher_t *
+mb_hasher_new (void)
+{
+    mb_hasher_t *self = (mb_hasher_t *) zmalloc (sizeof (mb_hasher_t));
+    self->queue = zlistx_new ();
+    for (int i = 0; i < MB_HASHER_WORKERS; i++) {
+        self->workers [i].actor = zactor_new (s_worker, NULL);
+        if (!self->workers [i].actor) {
+            mb_hasher_destroy (&self);
+            break;
+        }
+    }
+    return self;
+}
+
+//  --------------------------------------------------------------------------
+//  Stop the workers, drop what waits
+
+void
+mb_hasher_destroy (mb_hasher_t **self_p)
+{
+    mb_hasher_t *self = *self_p;
+    if (self) {
+        for (int i = 0; i < MB_HASHER_WORKERS; i++) {
+            zactor_destroy (&self->workers [i].actor);
+            s_job_destroy (&self->workers [i].job);
+        }
+        job_t *job = (job_t *) zlistx_first (self->queue);
+        while (job) {
+            s_job_destroy (&job);
+            job = (job_t *) zlistx_next (self->queue);
+        }
+        zlistx_destroy (&self->queue);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Queue a check; -1 if the queue is full
+
+int
+mb_hasher_submit (mb_hasher_t *self, zframe_t *route, zframe_t *req_frame,
+                  uint64_t tenant, uint64_t user, const char *hash,
+                  const char *password, size_t password_len)
+{
+    if (zlistx_size (self->queue) >= MB_HASHER_QUEUE_MAX)
+        return -1;
+    job_t *job = (job_t *) zmalloc (sizeof (job_t));
+    job->login = (mb_login_t *) zmalloc (sizeof (mb_login_t));
+    job->login->route = zframe_dup (route);
+    job->login->req_frame = zframe_dup (req_frame);
+    job->login->tenant = tenant;
+    job->login->user = user;
+    job->hash = strdup (hash);
+    job->password = (char *) malloc (password_len + 1);
+    memcpy (job->password, password, password_len);
+    job->password_len = password_len;
+    for (int i = 0; i < MB_HASHER_WORKERS; i++)
+        if (!self->workers [i].job) {
+            s_start (&self->workers [i], job);
+            return 0;
+        }
+    zlistx_add_end (self->queue, job);
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Add the workers' sockets to a poller
+
+void
+mb_hasher_poll_with (mb_hasher_t *self, zpoller_t *poller)
+{
+    for (int i = 0; i < MB_HASHER_WORKERS; i++)
+        zpoller_add (poller, self->workers [i].actor);
+}
+
+//  --------------------------------------------------------------------------
+//  Take a worker's verdict and start its next check; NULL if not a worker
+
+mb_login_t *
+mb_hasher_result (mb_hasher_t *self, void *which)
+{
+    for (int i = 0; i < MB_HASHER_WORKERS; i++) {
+        worker_t *worker = &self->workers [i];
+        if (which != worker->actor && which != zactor_sock (worker->actor))
+            continue;
+        char *verdict = zstr_recv (worker->actor);
+        job_t *job = worker->job;
+        worker->job = NULL;
+        mb_login_t *login = NULL;
+        if (job) {
+            login = job->login;
+            job->login = NULL;
+            login->match = verdict && streq (verdict, "1");
+            s_job_destroy (&job);
+        }
+        free (verdict);
+        job_t *next = (job_t *) zlistx_first (self->queue);
+        if (next) {
+            zlistx_detach (self->queue, NULL);
+            s_start (worker, next);
+        }
+        return login;
+    }
+    return NULL;
+}

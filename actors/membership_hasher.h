@@ -1,0 +1,53 @@
+/*  =========================================================================
+    membership_hasher - password checks off the membership stage's thread
+
+    Argon2id with the interactive limits costs ~64 MiB and tens of
+    milliseconds per check. The membership stage hands each login's check
+    to one of a few worker actors and goes on serving; the number of workers
+    bounds the memory a login flood can take, and a bounded queue answers
+    the rest rate_limited.
+    =========================================================================
+*/
+#ifndef CHORUS_MEMBERSHIP_HASHER_H_INCLUDED
+#define CHORUS_MEMBERSHIP_HASHER_H_INCLUDED
+
+#include <czmq.h>
+
+#define MB_HASHER_WORKERS    2      //  checks running at once (one per core here)
+#define MB_HASHER_QUEUE_MAX  32     //  checks waiting, at most
+
+typedef struct _mb_hasher_t mb_hasher_t;
+
+//  A login waiting for its check
+typedef struct {
+    zframe_t *route;                //  session to answer
+    zframe_t *req_frame;            //  the login request
+    uint64_t tenant;                //  tenant id
+    uint64_t user;                  //  user id, 0 if the handle is unknown
+    bool match;                     //  the verdict, once checked
+} mb_login_t;
+
+//  Start the workers; NULL if they cannot start
+mb_hasher_t *
+    mb_hasher_new (void);
+//  Stop the workers, drop what waits
+void
+    mb_hasher_destroy (mb_hasher_t **self_p);
+//  Queue a check of password against hash (an argon2id string). The route
+//  and request frames are copied. Returns 0, or -1 if the queue is full.
+int
+    mb_hasher_submit (mb_hasher_t *self, zframe_t *route, zframe_t *req_frame,
+                      uint64_t tenant, uint64_t user, const char *hash,
+                      const char *password, size_t password_len);
+//  Add the workers' sockets to a poller
+void
+    mb_hasher_poll_with (mb_hasher_t *self, zpoller_t *poller);
+//  If which is a worker's socket, take its verdict: returns the login
+//  (caller destroys it with mb_login_destroy) and starts the next check.
+//  NULL if which is not a worker.
+mb_login_t *
+    mb_hasher_result (mb_hasher_t *self, void *which);
+void
+    mb_login_destroy (mb_login_t **self_p);
+
+#endif
