@@ -13,79 +13,7 @@
     always reads its own acknowledged writes.
     =========================================================================
 */
-#include "persistence.h"
-#include "store.h"
-
-#define UNREAD_SCAN_MAX   1000      //  unread counts stop here ("999+")
-#define SYNC_LIMIT_DEFAULT 100      //  messages per channel per sync
-#define SYNC_TOTAL_MAX    1000      //  messages per sync reply
-#define CACHE_MAX         1000000   //  heads/positions kept in memory
-
-//  Work to finish once the batch is durable
-typedef struct {
-    zframe_t *route;            //  who to answer
-    zframe_t *reply;            //  reply bytes
-    zframe_t *meta;             //  event meta for fan-out, or NULL
-    zframe_t *event;            //  event bytes, or NULL
-    uint64_t rid;               //  request id, for a failure reply
-} pending_t;
-
-//  A cached counter and the value to restore if the batch fails
-typedef struct {
-    uint64_t *slot;             //  cached value changed by the batch
-    uint64_t old;               //  its value before
-} undo_t;
-
-//  A send staged in this batch, for dedupe inside the batch
-typedef struct {
-    uint64_t ch;                //  channel it went to
-    uint64_t seq;               //  its seq
-    uint64_t ts;                //  its timestamp
-    char *body;                 //  its body
-} staged_send_t;
-
-//  Read and delivered positions of a member
-typedef struct {
-    uint64_t read;              //  read up to this seq
-    uint64_t delivered;         //  delivered up to this seq
-} position_t;
-
-typedef struct {
-    zsock_t *pipe;              //  actor pipe
-    const stage_config_t *config;   //  process configuration
-    store_t *store;             //  the messages database
-    zsock_t *inbox;             //  requests from membership
-    zsock_t *broker;            //  replies
-    zsock_t *fanout;            //  events
-    zpoller_t *poller;          //  pipe and inbox
-    zhashx_t *heads;            //  "tn/ch" -> uint64_t head seq
-    zhashx_t *positions;        //  "tn/ch/uid" -> position_t
-    store_batch_t *batch;       //  writes staged for the next commit
-    zlistx_t *pending;          //  pending_t to finish after the commit
-    undo_t *undo;               //  cache changes to roll back on failure
-    size_t undo_size;           //  entries in undo
-    size_t undo_max;            //  capacity of undo
-    zhashx_t *staged;           //  "tn/uid/cmid" -> staged_send_t
-    proto_writer_t *writer;     //  scratch writer for replies
-    proto_writer_t *record;     //  scratch writer for records
-    proto_writer_t *event;      //  scratch writer for events
-    proto_writer_t *meta;       //  scratch writer for event meta
-    bool terminated;            //  $TERM received
-    uint64_t dropped;           //  acks and events a full next stage refused
-    uint64_t commits;           //  batches written
-    uint64_t committed;         //  sends acknowledged
-} self_t;
-
-//  Context of one request as membership stamped it
-typedef struct {
-    zframe_t *route;            //  session to answer
-    proto_msg_t *ctx;           //  stage context
-    proto_msg_t *req;           //  the client's request
-    uint64_t rid;               //  request id
-    uint64_t tenant;            //  tenant id
-    uint64_t user;              //  user id
-    uint64_t ch;                //  channel id (if any)
-} request_t;
+#include "persistence_priv.h"
 
 static void
 s_free_item (void **item)
@@ -128,8 +56,8 @@ s_frame (proto_writer_t *writer)
 //  --------------------------------------------------------------------------
 //  Keys
 
-static size_t
-s_key_message (uint8_t *key, uint64_t ch, uint64_t seq)
+size_t
+pst_key_message (uint8_t *key, uint64_t ch, uint64_t seq)
 {
     key [0] = 'm';
     store_u64_put (key + 1, ch);
@@ -137,8 +65,8 @@ s_key_message (uint8_t *key, uint64_t ch, uint64_t seq)
     return 17;
 }
 
-static size_t
-s_key_position (uint8_t *key, uint64_t ch, uint64_t user)
+size_t
+pst_key_position (uint8_t *key, uint64_t ch, uint64_t user)
 {
     key [0] = 'p';
     store_u64_put (key + 1, ch);
@@ -226,8 +154,8 @@ s_self_destroy (self_t **self_p)
 //  Cached heads and positions
 
 //  Pointer to the cached head of a channel, loaded from the store if needed
-static uint64_t *
-s_head (self_t *self, uint64_t tenant, uint64_t ch)
+uint64_t *
+pst_head (self_t *self, uint64_t tenant, uint64_t ch)
 {
     char key [48];
     snprintf (key, sizeof (key), "%" PRIx64 "/%" PRIx64, tenant, ch);
@@ -238,8 +166,8 @@ s_head (self_t *self, uint64_t tenant, uint64_t ch)
         zhashx_purge (self->heads);
     head = (uint64_t *) zmalloc (sizeof (uint64_t));
     uint8_t lower [17], upper [17];
-    s_key_message (lower, ch, 0);
-    s_key_message (upper, ch, PROTO_MAX_SEQ);
+    pst_key_message (lower, ch, 0);
+    pst_key_message (upper, ch, PROTO_MAX_SEQ);
     store_iter_t *iter = store_iter_new (self->store, tenant, lower, 17, upper, 17);
     if (iter) {
         store_iter_last (iter);
@@ -256,8 +184,8 @@ s_head (self_t *self, uint64_t tenant, uint64_t ch)
 }
 
 //  Pointer to the cached positions of a member, loaded if needed
-static position_t *
-s_position (self_t *self, uint64_t tenant, uint64_t ch, uint64_t user)
+position_t *
+pst_position (self_t *self, uint64_t tenant, uint64_t ch, uint64_t user)
 {
     char key [72];
     snprintf (key, sizeof (key), "%" PRIx64 "/%" PRIx64 "/%" PRIx64, tenant, ch, user);
@@ -268,7 +196,7 @@ s_position (self_t *self, uint64_t tenant, uint64_t ch, uint64_t user)
         zhashx_purge (self->positions);
     position = (position_t *) zmalloc (sizeof (position_t));
     uint8_t store_key [17];
-    s_key_position (store_key, ch, user);
+    pst_key_position (store_key, ch, user);
     char *value = NULL;
     size_t value_len = 0;
     if (store_tenant_exists (self->store, tenant)
@@ -300,11 +228,11 @@ s_undo_push (self_t *self, uint64_t *slot)
 }
 
 //  Stages new positions (never moving back) for a member
-static void
-s_position_stage (self_t *self, uint64_t tenant, uint64_t ch, uint64_t user,
+void
+pst_position_stage (self_t *self, uint64_t tenant, uint64_t ch, uint64_t user,
                   uint64_t read, uint64_t delivered)
 {
-    position_t *position = s_position (self, tenant, ch, user);
+    position_t *position = pst_position (self, tenant, ch, user);
     if (read <= position->read && delivered <= position->delivered)
         return;
     s_undo_push (self, &position->read);
@@ -321,7 +249,7 @@ s_position_stage (self_t *self, uint64_t tenant, uint64_t ch, uint64_t user,
     proto_writer_kv_u64 (self->record, "d", position->delivered);
     proto_writer_map_end (self->record);
     uint8_t key [17];
-    s_key_position (key, ch, user);
+    pst_key_position (key, ch, user);
     store_batch_put (self->batch, tenant, key, 17,
                      proto_writer_data (self->record), proto_writer_size (self->record));
 }
@@ -329,8 +257,8 @@ s_position_stage (self_t *self, uint64_t tenant, uint64_t ch, uint64_t user,
 //  --------------------------------------------------------------------------
 //  Replies
 
-static void
-s_reply_begin (self_t *self, uint64_t rid)
+void
+pst_reply_begin (self_t *self, uint64_t rid)
 {
     proto_writer_reset (self->writer);
     proto_writer_map_begin (self->writer);
@@ -338,22 +266,22 @@ s_reply_begin (self_t *self, uint64_t rid)
     proto_writer_kv_bool (self->writer, "ok", true);
 }
 
-static void
-s_reply_send (self_t *self, request_t *request)
+void
+pst_reply_send (self_t *self, request_t *request)
 {
     proto_writer_map_end (self->writer);
     stage_send_reply (self->broker, request->route, self->writer, NULL);
 }
 
-static void
-s_reply_error (self_t *self, request_t *request, proto_error_t code, const char *why)
+void
+pst_reply_error (self_t *self, request_t *request, proto_error_t code, const char *why)
 {
     stage_send_error (self->broker, request->route, request->rid, code, why);
 }
 
 //  Queues the reply in self->writer (and an event, if any) until the commit
-static void
-s_pending_add (self_t *self, request_t *request, bool with_event)
+void
+pst_pending_add (self_t *self, request_t *request, bool with_event)
 {
     pending_t *pending = (pending_t *) zmalloc (sizeof (pending_t));
     pending->route = zframe_dup (request->route);
@@ -421,8 +349,8 @@ s_commit_failed (self_t *self, char *err)
                           PROTO_ERR_STORAGE_UNAVAILABLE, NULL);
 }
 
-static void
-s_commit (self_t *self)
+void
+pst_commit (self_t *self)
 {
     if (zlistx_size (self->pending) == 0 && store_batch_count (self->batch) == 0)
         return;
@@ -452,81 +380,6 @@ s_commit (self_t *self)
     zhashx_purge (self->staged);
     store_batch_clear (self->batch);
     self->undo_size = 0;
-}
-
-//  --------------------------------------------------------------------------
-//  Reading messages
-
-//  Gets and decodes the record of one message; NULL if absent
-static proto_msg_t *
-s_message_get (self_t *self, uint64_t tenant, uint64_t ch, uint64_t seq, char **value)
-{
-    uint8_t key [17];
-    s_key_message (key, ch, seq);
-    size_t value_len = 0;
-    *value = NULL;
-    if (!store_tenant_exists (self->store, tenant)
-    ||  store_get (self->store, tenant, key, 17, value, &value_len, NULL) != 1)
-        return NULL;
-    return proto_msg_decode_stage (*value, value_len, NULL);
-}
-
-//  Writes the records of seqs [lo, hi] of a channel as array items
-static size_t
-s_write_range (self_t *self, proto_writer_t *writer, uint64_t tenant,
-               uint64_t ch, uint64_t lo, uint64_t hi)
-{
-    size_t count = 0;
-    if (lo > hi || lo == 0)
-        return 0;
-    uint8_t lower [17], upper [17];
-    s_key_message (lower, ch, lo);
-    s_key_message (upper, ch, hi + 1);
-    store_iter_t *iter = store_iter_new (self->store, tenant, lower, 17, upper, 17);
-    if (!iter)
-        return 0;
-    for (store_iter_first (iter); store_iter_valid (iter); store_iter_next (iter)) {
-        size_t len;
-        const void *value = store_iter_value (iter, &len);
-        proto_writer_raw (writer, value, len);
-        count++;
-    }
-    store_iter_destroy (&iter);
-    return count;
-}
-
-//  Counts unread messages in (read, head]: not deleted, not the user's own
-static uint64_t
-s_unread (self_t *self, uint64_t tenant, uint64_t ch, uint64_t user,
-          uint64_t read, uint64_t head)
-{
-    if (read >= head)
-        return 0;
-    uint64_t lo = read + 1;
-    uint64_t hi = head - lo >= UNREAD_SCAN_MAX? lo + UNREAD_SCAN_MAX - 1: head;
-    uint8_t lower [17], upper [17];
-    s_key_message (lower, ch, lo);
-    s_key_message (upper, ch, hi + 1);
-    store_iter_t *iter = store_iter_new (self->store, tenant, lower, 17, upper, 17);
-    uint64_t unread = 0;
-    if (!iter)
-        return 0;
-    for (store_iter_first (iter); store_iter_valid (iter); store_iter_next (iter)) {
-        size_t len;
-        const void *value = store_iter_value (iter, &len);
-        proto_msg_t *record = proto_msg_decode_stage (value, len, NULL);
-        uint64_t author = 0;
-        bool deleted = false;
-        if (record) {
-            proto_msg_u64 (record, "author", &author);
-            proto_msg_bool (record, "deleted", &deleted);
-        }
-        if (record && author != user && !deleted)
-            unread++;
-        proto_msg_destroy (&record);
-    }
-    store_iter_destroy (&iter);
-    return unread;
 }
 
 //  --------------------------------------------------------------------------
@@ -565,7 +418,7 @@ s_send_dedupe (self_t *self, request_t *request, const char *cmid, size_t cmid_l
         }
         proto_msg_destroy (&record);
         free (value);
-        proto_msg_t *message = s_message_get (self, request->tenant, ch, seq, &value);
+        proto_msg_t *message = pst_message_get (self, request->tenant, ch, seq, &value);
         const char *stored_body;
         size_t stored_len;
         same = message && ch == request->ch
@@ -578,17 +431,17 @@ s_send_dedupe (self_t *self, request_t *request, const char *cmid, size_t cmid_l
         free (value);
     }
     if (!same) {
-        s_reply_error (self, request, PROTO_ERR_IDEMPOTENCY_CONFLICT, NULL);
+        pst_reply_error (self, request, PROTO_ERR_IDEMPOTENCY_CONFLICT, NULL);
         return true;
     }
-    s_reply_begin (self, request->rid);
+    pst_reply_begin (self, request->rid);
     proto_writer_kv_u64 (self->writer, "ch", ch);
     proto_writer_kv_u64 (self->writer, "seq", seq);
     proto_writer_kv_u64 (self->writer, "ts", ts);
     proto_writer_kv_bool (self->writer, "duplicate", true);
     proto_writer_map_end (self->writer);
     if (staged)
-        s_pending_add (self, request, false);     //  durable with the batch
+        pst_pending_add (self, request, false);     //  durable with the batch
     else
         stage_send_reply (self->broker, request->route, self->writer, NULL);
     return true;
@@ -604,7 +457,7 @@ s_send_quote (self_t *self, request_t *request, const msgpack_object *ref,
     proto_map_u64 (ref, "ch", &ref_ch);
     proto_map_u64 (ref, "seq", &ref_seq);
     char *value = NULL;
-    proto_msg_t *original = s_message_get (self, request->tenant, ref_ch, ref_seq, &value);
+    proto_msg_t *original = pst_message_get (self, request->tenant, ref_ch, ref_seq, &value);
     const char *body;
     size_t body_len;
     bool deleted = false;
@@ -673,12 +526,12 @@ s_handle_send (self_t *self, request_t *request)
     if (store_failed (self->store)
     ||  store_tenant_ensure (self->store, request->tenant, &err)) {
         free (err);
-        s_reply_error (self, request, PROTO_ERR_STORAGE_UNAVAILABLE, NULL);
+        pst_reply_error (self, request, PROTO_ERR_STORAGE_UNAVAILABLE, NULL);
         return;
     }
     //  The record: the message as history returns it
     const msgpack_object *ref = proto_msg_get (request->req, "ref");
-    uint64_t *head = s_head (self, request->tenant, request->ch);
+    uint64_t *head = pst_head (self, request->tenant, request->ch);
     uint64_t seq = *head + 1;
     uint64_t ts = stage_now_ms ();
     proto_writer_reset (self->record);
@@ -686,14 +539,14 @@ s_handle_send (self_t *self, request_t *request)
     s_write_message_fields (self->record, request, seq, ts, cmid, cmid_len, body, body_len);
     if (ref && !s_send_quote (self, request, ref, self->record)) {
         proto_writer_reset (self->record);
-        s_reply_error (self, request, PROTO_ERR_MESSAGE_NOT_FOUND, "the quoted message does not exist");
+        pst_reply_error (self, request, PROTO_ERR_MESSAGE_NOT_FOUND, "the quoted message does not exist");
         return;
     }
     proto_writer_map_end (self->record);
     s_undo_push (self, head);
     *head = seq;
     uint8_t key [9 + PROTO_MAX_CLIENT_ID];
-    s_key_message (key, request->ch, seq);
+    pst_key_message (key, request->ch, seq);
     store_batch_put (self->batch, request->tenant, key, 17,
                      proto_writer_data (self->record), proto_writer_size (self->record));
     //  The event: {ev: "message", ...record}
@@ -717,7 +570,7 @@ s_handle_send (self_t *self, request_t *request)
     store_batch_put (self->batch, request->tenant, key, key_len,
                      proto_writer_data (self->writer), proto_writer_size (self->writer));
     //  Sending marks the channel read up to one's own message
-    s_position_stage (self, request->tenant, request->ch, request->user, seq, seq);
+    pst_position_stage (self, request->tenant, request->ch, request->user, seq, seq);
     staged_send_t *staged = (staged_send_t *) zmalloc (sizeof (staged_send_t));
     staged->ch = request->ch, staged->seq = seq, staged->ts = ts;
     staged->body = strndup (body, body_len);
@@ -726,13 +579,13 @@ s_handle_send (self_t *self, request_t *request)
               request->tenant, request->user, (int) cmid_len, cmid);
     zhashx_update (self->staged, staged_key, staged);
     s_write_meta (self, request);
-    s_reply_begin (self, request->rid);
+    pst_reply_begin (self, request->rid);
     proto_writer_kv_u64 (self->writer, "ch", request->ch);
     proto_writer_kv_u64 (self->writer, "seq", seq);
     proto_writer_kv_u64 (self->writer, "ts", ts);
     proto_writer_kv_bool (self->writer, "duplicate", false);
     proto_writer_map_end (self->writer);
-    s_pending_add (self, request, true);
+    pst_pending_add (self, request, true);
 }
 
 //  --------------------------------------------------------------------------
@@ -741,23 +594,23 @@ s_handle_send (self_t *self, request_t *request)
 static void
 s_handle_change (self_t *self, request_t *request, bool is_delete)
 {
-    s_commit (self);
+    pst_commit (self);
     uint64_t seq = 0;
     proto_msg_u64 (request->req, "seq", &seq);
     char *value = NULL;
-    proto_msg_t *message = s_message_get (self, request->tenant, request->ch, seq, &value);
+    proto_msg_t *message = pst_message_get (self, request->tenant, request->ch, seq, &value);
     uint64_t author = 0;
     bool deleted = false;
     if (message)
         proto_msg_bool (message, "deleted", &deleted);
     if (!message || deleted)
-        s_reply_error (self, request, PROTO_ERR_MESSAGE_NOT_FOUND, NULL);
+        pst_reply_error (self, request, PROTO_ERR_MESSAGE_NOT_FOUND, NULL);
     else
     if (!proto_msg_u64 (message, "author", &author) || author != request->user)
-        s_reply_error (self, request, PROTO_ERR_NOT_AUTHOR, NULL);
+        pst_reply_error (self, request, PROTO_ERR_NOT_AUTHOR, NULL);
     else
     if (store_failed (self->store))
-        s_reply_error (self, request, PROTO_ERR_STORAGE_UNAVAILABLE, NULL);
+        pst_reply_error (self, request, PROTO_ERR_STORAGE_UNAVAILABLE, NULL);
     else {
         uint64_t now = stage_now_ms ();
         const char *body = "";
@@ -784,7 +637,7 @@ s_handle_change (self_t *self, request_t *request, bool is_delete)
             proto_writer_kv_u64 (self->record, "edited_ts", now);
         proto_writer_map_end (self->record);
         uint8_t key [17];
-        s_key_message (key, request->ch, seq);
+        pst_key_message (key, request->ch, seq);
         store_batch_put (self->batch, request->tenant, key, 17,
                          proto_writer_data (self->record), proto_writer_size (self->record));
         proto_writer_reset (self->event);
@@ -798,67 +651,17 @@ s_handle_change (self_t *self, request_t *request, bool is_delete)
         }
         proto_writer_map_end (self->event);
         s_write_meta (self, request);
-        s_reply_begin (self, request->rid);
+        pst_reply_begin (self, request->rid);
         proto_writer_kv_u64 (self->writer, "ch", request->ch);
         proto_writer_kv_u64 (self->writer, "seq", seq);
         if (!is_delete)
             proto_writer_kv_u64 (self->writer, "edited_ts", now);
         proto_writer_map_end (self->writer);
-        s_pending_add (self, request, true);
-        s_commit (self);
+        pst_pending_add (self, request, true);
+        pst_commit (self);
     }
     proto_msg_destroy (&message);
     free (value);
-}
-
-//  --------------------------------------------------------------------------
-//  history: a page of a channel, O(page)
-
-static void
-s_handle_history (self_t *self, request_t *request)
-{
-    s_commit (self);
-    uint64_t head = *s_head (self, request->tenant, request->ch);
-    position_t *position = s_position (self, request->tenant, request->ch, request->user);
-    uint64_t limit = PROTO_PAGE_DEFAULT, anchor = 0, lo, hi;
-    proto_msg_u64 (request->req, "limit", &limit);
-    if (limit == 0)
-        limit = PROTO_PAGE_DEFAULT;
-    bool around_unread = false;
-    proto_msg_bool (request->req, "around_unread", &around_unread);
-    if (proto_msg_u64 (request->req, "before", &anchor)) {
-        hi = anchor - 1 < head? anchor - 1: head;
-        lo = hi >= limit? hi - limit + 1: 1;
-    }
-    else
-    if (proto_msg_u64 (request->req, "after", &anchor)) {
-        lo = anchor + 1;
-        hi = anchor + limit < head? anchor + limit: head;
-    }
-    else
-    if (proto_msg_u64 (request->req, "around", &anchor)
-    ||  (around_unread && position->read < head && (anchor = position->read + 1))) {
-        lo = anchor > limit / 2? anchor - limit / 2: 1;
-        hi = lo + limit - 1 < head? lo + limit - 1: head;
-        lo = hi >= limit? hi - limit + 1: 1;
-    }
-    else {
-        hi = head;
-        lo = hi >= limit? hi - limit + 1: 1;
-    }
-    s_reply_begin (self, request->rid);
-    proto_writer_kv_u64 (self->writer, "ch", request->ch);
-    proto_writer_str (self->writer, "messages");
-    proto_writer_array_begin (self->writer);
-    if (head > 0 && lo <= hi)
-        s_write_range (self, self->writer, request->tenant, request->ch, lo, hi);
-    proto_writer_array_end (self->writer);
-    bool empty = head == 0 || lo > hi;
-    proto_writer_kv_bool (self->writer, "has_more_before", empty? (lo > 1 && head > 0): lo > 1);
-    proto_writer_kv_bool (self->writer, "has_more_after", empty? false: hi < head);
-    proto_writer_kv_u64 (self->writer, "head", head);
-    proto_writer_kv_u64 (self->writer, "read_seq", position->read);
-    s_reply_send (self, request);
 }
 
 //  --------------------------------------------------------------------------
@@ -869,22 +672,22 @@ s_handle_read (self_t *self, request_t *request)
 {
     uint64_t seq = 0;
     proto_msg_u64 (request->req, "seq", &seq);
-    uint64_t head = *s_head (self, request->tenant, request->ch);
+    uint64_t head = *pst_head (self, request->tenant, request->ch);
     if (seq > head)
         seq = head;
-    position_t *position = s_position (self, request->tenant, request->ch, request->user);
+    position_t *position = pst_position (self, request->tenant, request->ch, request->user);
     if (seq <= position->read) {
-        s_reply_begin (self, request->rid);
+        pst_reply_begin (self, request->rid);
         proto_writer_kv_u64 (self->writer, "ch", request->ch);
         proto_writer_kv_u64 (self->writer, "read_seq", position->read);
-        s_reply_send (self, request);
+        pst_reply_send (self, request);
         return;
     }
     if (store_failed (self->store)) {
-        s_reply_error (self, request, PROTO_ERR_STORAGE_UNAVAILABLE, NULL);
+        pst_reply_error (self, request, PROTO_ERR_STORAGE_UNAVAILABLE, NULL);
         return;
     }
-    s_position_stage (self, request->tenant, request->ch, request->user, seq, 0);
+    pst_position_stage (self, request->tenant, request->ch, request->user, seq, 0);
     stage_kill_point ("read_position");
     proto_writer_reset (self->event);
     proto_writer_map_begin (self->event);
@@ -904,152 +707,11 @@ s_handle_read (self_t *self, request_t *request)
     proto_writer_array_end (self->meta);
     proto_writer_array_end (self->meta);
     proto_writer_map_end (self->meta);
-    s_reply_begin (self, request->rid);
+    pst_reply_begin (self, request->rid);
     proto_writer_kv_u64 (self->writer, "ch", request->ch);
     proto_writer_kv_u64 (self->writer, "read_seq", seq);
     proto_writer_map_end (self->writer);
-    s_pending_add (self, request, true);
-}
-
-//  --------------------------------------------------------------------------
-//  channel_list: membership's channel objects plus head, read_seq, unread
-
-static void
-s_handle_channel_list (self_t *self, request_t *request)
-{
-    s_commit (self);
-    const msgpack_object *channels = proto_msg_get (request->ctx, "channels");
-    s_reply_begin (self, request->rid);
-    proto_writer_str (self->writer, "channels");
-    proto_writer_array_begin (self->writer);
-    for (uint32_t i = 0; channels && channels->type == MSGPACK_OBJECT_ARRAY
-                         && i < channels->via.array.size; i++) {
-        const msgpack_object *channel = &channels->via.array.ptr [i];
-        uint64_t ch = 0;
-        if (channel->type != MSGPACK_OBJECT_MAP || !proto_map_u64 (channel, "id", &ch))
-            continue;
-        uint64_t head = *s_head (self, request->tenant, ch);
-        position_t *position = s_position (self, request->tenant, ch, request->user);
-        proto_writer_map_begin (self->writer);
-        for (uint32_t k = 0; k < channel->via.map.size; k++) {
-            proto_writer_object (self->writer, &channel->via.map.ptr [k].key);
-            proto_writer_object (self->writer, &channel->via.map.ptr [k].val);
-        }
-        proto_writer_kv_u64 (self->writer, "head", head);
-        proto_writer_kv_u64 (self->writer, "read_seq", position->read);
-        proto_writer_kv_u64 (self->writer, "unread",
-            s_unread (self, request->tenant, ch, request->user, position->read, head));
-        uint64_t last_ts = 0;
-        char *value = NULL;
-        proto_msg_t *last = head? s_message_get (self, request->tenant, ch, head, &value): NULL;
-        if (last)
-            proto_msg_u64 (last, "ts", &last_ts);
-        proto_msg_destroy (&last);
-        free (value);
-        proto_writer_kv_u64 (self->writer, "last_ts", last_ts);
-        proto_writer_map_end (self->writer);
-    }
-    proto_writer_array_end (self->writer);
-    s_reply_send (self, request);
-}
-
-//  --------------------------------------------------------------------------
-//  sync: what each channel's checkpoint missed, in order, bounded
-
-//  The client's checkpoint for ch in its channels map; false if none
-static bool
-s_checkpoint (const msgpack_object *given, uint64_t ch, uint64_t *seq)
-{
-    char name [24];
-    snprintf (name, sizeof (name), "%" PRIu64, ch);
-    const msgpack_object *value = proto_map_get (given, name);
-    if (!value || value->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return false;
-    *seq = value->via.u64;
-    return true;
-}
-
-//  Writes the channel ids the client gave that are not memberships
-static void
-s_sync_removed (self_t *self, const msgpack_object *given, const msgpack_object *channels)
-{
-    proto_writer_str (self->writer, "removed");
-    proto_writer_array_begin (self->writer);
-    for (uint32_t i = 0; given && given->type == MSGPACK_OBJECT_MAP && i < given->via.map.size; i++) {
-        const msgpack_object *key = &given->via.map.ptr [i].key;
-        char name [24];
-        if (key->type != MSGPACK_OBJECT_STR || key->via.str.size >= sizeof (name))
-            continue;
-        memcpy (name, key->via.str.ptr, key->via.str.size);
-        name [key->via.str.size] = 0;
-        uint64_t ch = strtoull (name, NULL, 10);
-        bool member = false;
-        for (uint32_t j = 0; channels && j < channels->via.array.size && !member; j++) {
-            const msgpack_object *pair = &channels->via.array.ptr [j];
-            member = pair->type == MSGPACK_OBJECT_ARRAY && pair->via.array.size >= 1
-                  && pair->via.array.ptr [0].via.u64 == ch;
-        }
-        if (ch && !member)
-            proto_writer_u64 (self->writer, ch);
-    }
-    proto_writer_array_end (self->writer);
-}
-
-static void
-s_handle_sync (self_t *self, request_t *request)
-{
-    s_commit (self);
-    const msgpack_object *channels = proto_msg_get (request->ctx, "channels");
-    if (channels && channels->type != MSGPACK_OBJECT_ARRAY)
-        channels = NULL;
-    const msgpack_object *given = proto_msg_get (request->req, "channels");
-    uint64_t limit = SYNC_LIMIT_DEFAULT;
-    proto_msg_u64 (request->req, "limit", &limit);
-    if (limit == 0 || limit > PROTO_PAGE_MAX)
-        limit = SYNC_LIMIT_DEFAULT;
-    uint64_t budget = SYNC_TOTAL_MAX;
-    s_reply_begin (self, request->rid);
-    proto_writer_str (self->writer, "channels");
-    proto_writer_array_begin (self->writer);
-    for (uint32_t i = 0; channels && i < channels->via.array.size; i++) {
-        const msgpack_object *pair = &channels->via.array.ptr [i];
-        if (pair->type != MSGPACK_OBJECT_ARRAY || pair->via.array.size < 1
-        ||  pair->via.array.ptr [0].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-            continue;
-        uint64_t ch = pair->via.array.ptr [0].via.u64;
-        position_t *position = s_position (self, request->tenant, ch, request->user);
-        uint64_t checkpoint = position->delivered;
-        bool client_given = s_checkpoint (given, ch, &checkpoint);
-        uint64_t head = *s_head (self, request->tenant, ch);
-        if (checkpoint >= head)
-            continue;
-        uint64_t take = head - checkpoint < limit? head - checkpoint: limit;
-        if (take > budget)
-            take = budget;
-        budget -= take;
-        uint64_t last = checkpoint + take;
-        proto_writer_map_begin (self->writer);
-        proto_writer_kv_u64 (self->writer, "ch", ch);
-        proto_writer_str (self->writer, "messages");
-        proto_writer_array_begin (self->writer);
-        s_write_range (self, self->writer, request->tenant, ch, checkpoint + 1, last);
-        proto_writer_array_end (self->writer);
-        proto_writer_kv_bool (self->writer, "has_more", last < head);
-        proto_writer_kv_u64 (self->writer, "head", head);
-        proto_writer_kv_u64 (self->writer, "read_seq", position->read);
-        proto_writer_kv_u64 (self->writer, "unread",
-            s_unread (self, request->tenant, ch, request->user, position->read, head));
-        proto_writer_map_end (self->writer);
-        (void) client_given;
-        if (last > position->delivered && store_tenant_exists (self->store, request->tenant))
-            s_position_stage (self, request->tenant, ch, request->user, 0, last);
-    }
-    proto_writer_array_end (self->writer);
-    s_sync_removed (self, given, channels);
-    proto_writer_map_end (self->writer);
-    //  Delivered positions are saved with the reply
-    s_pending_add (self, request, false);
-    s_commit (self);
+    pst_pending_add (self, request, true);
 }
 
 //  --------------------------------------------------------------------------
@@ -1072,18 +734,18 @@ s_handle_request (self_t *self, request_t *request)
         s_handle_change (self, request, true);
     else
     if (op_len == 7 && !memcmp (op, "history", 7))
-        s_handle_history (self, request);
+        pst_history (self, request);
     else
     if (op_len == 4 && !memcmp (op, "read", 4))
         s_handle_read (self, request);
     else
     if (op_len == 4 && !memcmp (op, "sync", 4))
-        s_handle_sync (self, request);
+        pst_sync (self, request);
     else
     if (op_len == 12 && !memcmp (op, "channel_list", 12))
-        s_handle_channel_list (self, request);
+        pst_channel_list (self, request);
     else
-        s_reply_error (self, request, PROTO_ERR_INTERNAL, "persistence does not serve this op");
+        pst_reply_error (self, request, PROTO_ERR_INTERNAL, "persistence does not serve this op");
 }
 
 //  Decodes [route][ctx][req] and handles it
@@ -1128,7 +790,7 @@ s_handle_inbox (self_t *self)
         s_handle_message (self, msg);
         zmsg_destroy (&msg);
     } while (++taken < batch_max && (zsock_events (self->inbox) & ZMQ_POLLIN));
-    s_commit (self);
+    pst_commit (self);
 }
 
 //  --------------------------------------------------------------------------
@@ -1154,7 +816,7 @@ persistence_actor (zsock_t *pipe, void *args)
         else
             break;
     }
-    s_commit (self);
+    pst_commit (self);
     zsys_info ("persistence: %" PRIu64 " sends in %" PRIu64 " commits", self->committed, self->commits);
     s_self_destroy (&self);
 }

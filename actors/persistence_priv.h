@@ -1,0 +1,123 @@
+/*  =========================================================================
+    persistence_priv - what the persistence stage's two files share
+
+    Not for other stages: they meet persistence only through its inbox.
+    =========================================================================
+*/
+#ifndef CHORUS_PERSISTENCE_PRIV_H_INCLUDED
+#define CHORUS_PERSISTENCE_PRIV_H_INCLUDED
+
+#include "persistence.h"
+#include "store.h"
+
+
+#define UNREAD_SCAN_MAX   1000      //  unread counts stop here ("999+")
+#define SYNC_LIMIT_DEFAULT 100      //  messages per channel per sync
+#define SYNC_TOTAL_MAX    1000      //  messages per sync reply
+#define CACHE_MAX         1000000   //  heads/positions kept in memory
+
+//  Work to finish once the batch is durable
+typedef struct {
+    zframe_t *route;            //  who to answer
+    zframe_t *reply;            //  reply bytes
+    zframe_t *meta;             //  event meta for fan-out, or NULL
+    zframe_t *event;            //  event bytes, or NULL
+    uint64_t rid;               //  request id, for a failure reply
+} pending_t;
+
+//  A cached counter and the value to restore if the batch fails
+typedef struct {
+    uint64_t *slot;             //  cached value changed by the batch
+    uint64_t old;               //  its value before
+} undo_t;
+
+//  A send staged in this batch, for dedupe inside the batch
+typedef struct {
+    uint64_t ch;                //  channel it went to
+    uint64_t seq;               //  its seq
+    uint64_t ts;                //  its timestamp
+    char *body;                 //  its body
+} staged_send_t;
+
+//  Read and delivered positions of a member
+typedef struct {
+    uint64_t read;              //  read up to this seq
+    uint64_t delivered;         //  delivered up to this seq
+} position_t;
+
+typedef struct {
+    zsock_t *pipe;              //  actor pipe
+    const stage_config_t *config;   //  process configuration
+    store_t *store;             //  the messages database
+    zsock_t *inbox;             //  requests from membership
+    zsock_t *broker;            //  replies
+    zsock_t *fanout;            //  events
+    zpoller_t *poller;          //  pipe and inbox
+    zhashx_t *heads;            //  "tn/ch" -> uint64_t head seq
+    zhashx_t *positions;        //  "tn/ch/uid" -> position_t
+    store_batch_t *batch;       //  writes staged for the next commit
+    zlistx_t *pending;          //  pending_t to finish after the commit
+    undo_t *undo;               //  cache changes to roll back on failure
+    size_t undo_size;           //  entries in undo
+    size_t undo_max;            //  capacity of undo
+    zhashx_t *staged;           //  "tn/uid/cmid" -> staged_send_t
+    proto_writer_t *writer;     //  scratch writer for replies
+    proto_writer_t *record;     //  scratch writer for records
+    proto_writer_t *event;      //  scratch writer for events
+    proto_writer_t *meta;       //  scratch writer for event meta
+    bool terminated;            //  $TERM received
+    uint64_t dropped;           //  acks and events a full next stage refused
+    uint64_t commits;           //  batches written
+    uint64_t committed;         //  sends acknowledged
+} self_t;
+
+//  Context of one request as membership stamped it
+typedef struct {
+    zframe_t *route;            //  session to answer
+    proto_msg_t *ctx;           //  stage context
+    proto_msg_t *req;           //  the client's request
+    uint64_t rid;               //  request id
+    uint64_t tenant;            //  tenant id
+    uint64_t user;              //  user id
+    uint64_t ch;                //  channel id (if any)
+} request_t;
+
+//  Shared by persistence.c (writes, commit, dispatch) and persistence_read.c
+size_t
+    pst_key_message (uint8_t *key, uint64_t ch, uint64_t seq);
+size_t
+    pst_key_position (uint8_t *key, uint64_t ch, uint64_t user);
+uint64_t *
+    pst_head (self_t *self, uint64_t tenant, uint64_t ch);
+position_t *
+    pst_position (self_t *self, uint64_t tenant, uint64_t ch, uint64_t user);
+void
+    pst_position_stage (self_t *self, uint64_t tenant, uint64_t ch, uint64_t user,
+                        uint64_t read, uint64_t delivered);
+void
+    pst_reply_begin (self_t *self, uint64_t rid);
+void
+    pst_reply_send (self_t *self, request_t *request);
+void
+    pst_reply_error (self_t *self, request_t *request, proto_error_t code, const char *why);
+void
+    pst_pending_add (self_t *self, request_t *request, bool with_event);
+void
+    pst_commit (self_t *self);
+proto_msg_t *
+    pst_message_get (self_t *self, uint64_t tenant, uint64_t ch, uint64_t seq, char **value);
+size_t
+    pst_write_range (self_t *self, proto_writer_t *writer, uint64_t tenant,
+                     uint64_t ch, uint64_t lo, uint64_t hi);
+uint64_t
+    pst_unread (self_t *self, uint64_t tenant, uint64_t ch, uint64_t user,
+                uint64_t read, uint64_t head);
+//  The read operations (persistence_read.c)
+void
+    pst_history (self_t *self, request_t *request);
+void
+    pst_channel_list (self_t *self, request_t *request);
+void
+    pst_sync (self_t *self, request_t *request);
+
+#endif
