@@ -108,6 +108,19 @@ s_admin_file_write (const char *path, const char *token)
         rc = -1;
     if (rc == 0 && rename (temp, path))
         rc = -1;
+    if (rc == 0) {
+        //  The rename is durable only once the directory is synced
+        char *dir = strdup (path);
+        char *slash = strrchr (dir, '/');
+        if (slash)
+            *slash = 0;
+        int dir_fd = open (slash? dir: ".", O_RDONLY | O_DIRECTORY);
+        if (dir_fd < 0 || fsync (dir_fd))
+            rc = -1;
+        if (dir_fd >= 0)
+            close (dir_fd);
+        free (dir);
+    }
     if (rc) {
         zsys_error ("membership: cannot write %s: %s", path, strerror (errno));
         unlink (temp);

@@ -22,6 +22,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <rocksdb/c.h>
 
@@ -34,6 +36,8 @@
 #define STORE_MAX_TOTAL_WAL      (512ull << 20) //  Force flushes past this WAL size
 
 #define STORE_GLOBAL_CF   "global"
+#define STORE_REGISTRY_PREFIX "\x00" "cf/"    //  registry keys in the global CF
+#define STORE_REGISTRY_KEY (sizeof (STORE_REGISTRY_PREFIX) - 1 + 8)
 #define STORE_DEFAULT_CF  "default"
 #define STORE_TENANT_PFX  "t/"
 
@@ -416,6 +420,104 @@ s_options_new (store_t *self)
 
 
 //  --------------------------------------------------------------------------
+//  Integrity beyond the MANIFEST. A MANIFEST cut short is read by RocksDB as
+//  a torn tail: the edits lost with it (a column family's creation, a
+//  flush) vanish without an error, and the WAL records of a forgotten
+//  column family are skipped. Two records outside it catch that: a registry
+//  of tenant column families in the global CF (keys STORE_REGISTRY_PREFIX +
+//  tenant id, hidden from callers' scans by their own prefixes), and the
+//  last sequence number, written to LAST_SEQUENCE at every clean close.
+
+static void
+s_registry_key (uint8_t *key, uint64_t tenant)
+{
+    memcpy (key, STORE_REGISTRY_PREFIX, sizeof (STORE_REGISTRY_PREFIX) - 1);
+    store_u64_put (key + sizeof (STORE_REGISTRY_PREFIX) - 1, tenant);
+}
+
+//  Fails if a registered tenant has no column family. 0 or -1 with *err.
+static int
+s_registry_check (store_t *self, char **err)
+{
+    rocksdb_iterator_t *iter = rocksdb_create_iterator_cf (self->db, self->ropts, self->global);
+    size_t prefix = sizeof (STORE_REGISTRY_PREFIX) - 1;
+    int rc = 0;
+    for (rocksdb_iter_seek (iter, STORE_REGISTRY_PREFIX, prefix);
+         rc == 0 && rocksdb_iter_valid (iter); rocksdb_iter_next (iter)) {
+        size_t len;
+        const char *key = rocksdb_iter_key (iter, &len);
+        if (len != STORE_REGISTRY_KEY || memcmp (key, STORE_REGISTRY_PREFIX, prefix) != 0)
+            break;
+        uint64_t tenant = store_u64_get ((const uint8_t *) key + prefix);
+        if (!s_cf_lookup (self, tenant)) {
+            s_set_err (err, "store: tenant %" PRIu64 "'s column family is missing from '%s': "
+                       "its MANIFEST is corrupt; refusing to start on lost data",
+                       tenant, self->path);
+            rc = -1;
+        }
+    }
+    rocksdb_iter_destroy (iter);
+    return rc;
+}
+
+//  Path of the LAST_SEQUENCE file (caller frees)
+static char *
+s_sequence_path (store_t *self)
+{
+    size_t size = strlen (self->path) + sizeof ("/LAST_SEQUENCE");
+    char *path = (char *) s_realloc (NULL, size);
+    snprintf (path, size, "%s/LAST_SEQUENCE", self->path);
+    return path;
+}
+
+//  Fails if the database is behind the sequence of its last clean close
+static int
+s_sequence_check (store_t *self, char **err)
+{
+    char *path = s_sequence_path (self);
+    FILE *file = fopen (path, "r");
+    unsigned long long recorded = 0;
+    int rc = 0;
+    if (file && fscanf (file, "%llu", &recorded) == 1
+    &&  rocksdb_get_latest_sequence_number (self->db) < recorded) {
+        s_set_err (err, "store: '%s' recovered to sequence %" PRIu64 " but was closed at %llu: "
+                   "data was lost (corrupt MANIFEST or deleted files); refusing to start",
+                   self->path, (uint64_t) rocksdb_get_latest_sequence_number (self->db), recorded);
+        rc = -1;
+    }
+    if (file)
+        fclose (file);
+    free (path);
+    return rc;
+}
+
+//  Records the latest sequence number at a clean close, durably
+static void
+s_sequence_save (store_t *self)
+{
+    char *path = s_sequence_path (self);
+    size_t size = strlen (path) + 5;
+    char *temp = (char *) s_realloc (NULL, size);
+    snprintf (temp, size, "%s.tmp", path);
+    FILE *file = fopen (temp, "w");
+    if (file) {
+        fprintf (file, "%llu\n", (unsigned long long) rocksdb_get_latest_sequence_number (self->db));
+        fflush (file);
+        fsync (fileno (file));
+        fclose (file);
+        if (rename (temp, path) == 0) {
+            int dir = open (self->path, O_RDONLY | O_DIRECTORY);
+            if (dir >= 0) {
+                fsync (dir);
+                close (dir);
+            }
+        }
+    }
+    free (temp);
+    free (path);
+}
+
+//  --------------------------------------------------------------------------
 //  Open the database with all its column families and dispatch the handles.
 //  Returns 0, or -1 with *err.
 
@@ -467,6 +569,16 @@ s_open (store_t *self, char **err)
         else
         if (strcmp (listed [index], STORE_GLOBAL_CF) == 0)
             have_global = true;
+    }
+    if (existing && !have_global) {
+        //  Created with the database: only a damaged MANIFEST loses it, and
+        //  recreating it would hide that every write to it is gone
+        s_set_err (err, "store: '%s' has no '%s' column family: its MANIFEST is "
+                   "corrupt; refusing to start on a database with lost data",
+                   self->path, STORE_GLOBAL_CF);
+        free (names);
+        rocksdb_list_column_families_destroy (listed, listed_count);
+        return -1;
     }
     if (!have_default)
         names [count++] = STORE_DEFAULT_CF;
@@ -539,8 +651,12 @@ store_new (const char *path, char **err)
     memset (self, 0, sizeof (store_t));
     self->path = s_strdup (path);
     s_options_new (self);
-    if (s_open (self, err) != 0)
+    if (s_open (self, err) != 0
+    ||  s_registry_check (self, err) != 0
+    ||  s_sequence_check (self, err) != 0) {
+        self->failed = true;        //  close without writing anything
         store_destroy (&self);
+    }
     return self;
 }
 
@@ -565,6 +681,8 @@ store_destroy (store_t **self_p)
                              self->path, rerr);
                     free (rerr);
                 }
+                else
+                    s_sequence_save (self);
             }
             //  Handles must go before the database
             for (size_t index = 0; index < self->slots_cap; index++)
@@ -620,6 +738,18 @@ store_tenant_ensure (store_t *self, uint64_t tenant, char **err)
         return -1;
     }
     s_tenant_insert (self, tenant, cf);
+    //  Register it where a damaged MANIFEST cannot silently lose it
+    uint8_t key [STORE_REGISTRY_KEY];
+    s_registry_key (key, tenant);
+    rocksdb_put_cf (self->db, self->wopts_sync, self->global, (const char *) key,
+                    sizeof (key), "", 0, &rerr);
+    if (rerr) {
+        s_set_err (err, "store: cannot register column family '%s' in '%s': %s",
+                   name, self->path, rerr);
+        s_enter_failed (self, "register column family", rerr);
+        free (rerr);
+        return -1;
+    }
     return 0;
 }
 
