@@ -345,8 +345,9 @@ s_commit_failed (self_t *self, char *err)
         *self->undo [i - 1].slot = self->undo [i - 1].old;
     for (pending_t *pending = (pending_t *) zlistx_first (self->pending); pending;
          pending = (pending_t *) zlistx_next (self->pending))
-        stage_send_error (self->broker, pending->route, pending->rid,
-                          PROTO_ERR_STORAGE_UNAVAILABLE, NULL);
+        if (pending->route)         //  NULL only in the early-ack control build
+            stage_send_error (self->broker, pending->route, pending->rid,
+                              PROTO_ERR_STORAGE_UNAVAILABLE, NULL);
 }
 
 void

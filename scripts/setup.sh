@@ -9,7 +9,7 @@ packages=(
     libwebsockets-dev libcmocka-dev libsodium-dev
     clang libclang-rt-14-dev
     python3 python3-zmq python3-msgpack python3-websockets
-    chromium strace curl
+    chromium strace curl fiu-utils libfiu-dev
 )
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     packages+=(nodejs npm)

@@ -36,6 +36,8 @@
 #define STORE_MAX_TOTAL_WAL      (512ull << 20) //  Force flushes past this WAL size
 
 #define STORE_GLOBAL_CF   "global"
+#define STORE_LOG_QUIET   4         //  RocksDB info log level: FATAL
+#define STORE_LOG_EXPLAIN 2         //  WARN: says which file is corrupt
 #define STORE_REGISTRY_PREFIX "\x00" "cf/"    //  registry keys in the global CF
 #define STORE_REGISTRY_KEY (sizeof (STORE_REGISTRY_PREFIX) - 1 + 8)
 #define STORE_DEFAULT_CF  "default"
@@ -401,6 +403,11 @@ s_options_new (store_t *self)
     rocksdb_options_set_create_if_missing (self->options, 1);
     rocksdb_options_set_create_missing_column_families (self->options, 1);
     rocksdb_options_set_paranoid_checks (self->options, 1);
+    //  RocksDB's LOG lives on the same disk: when it is full, Debian's build
+    //  (assertions on) aborts on the LOG line that reports the failed write.
+    //  Keep the LOG to fatal errors; s_open turns warnings on to explain a
+    //  failed open.
+    rocksdb_options_set_info_log_level (self->options, STORE_LOG_QUIET);
     rocksdb_options_set_wal_recovery_mode (
         self->options, rocksdb_tolerate_corrupted_tail_records_recovery);
     rocksdb_options_set_max_background_jobs (self->options, STORE_BACKGROUND_JOBS);
@@ -517,6 +524,28 @@ s_sequence_save (store_t *self)
     free (path);
 }
 
+//  Opens once more with warnings in the LOG, only so that RocksDB writes
+//  there which file is damaged (the open fails the same way again)
+static void
+s_open_for_the_log (store_t *self, size_t count, const char **names,
+                    const rocksdb_options_t **cf_options)
+{
+    rocksdb_options_set_info_log_level (self->options, STORE_LOG_EXPLAIN);
+    rocksdb_column_family_handle_t **handles =
+        (rocksdb_column_family_handle_t **) s_realloc (NULL, count * sizeof (void *));
+    char *rerr = NULL;
+    rocksdb_t *db = rocksdb_open_column_families (
+        self->options, self->path, (int) count, names, cf_options, handles, &rerr);
+    if (db) {
+        for (size_t index = 0; index < count; index++)
+            rocksdb_column_family_handle_destroy (handles [index]);
+        rocksdb_close (db);
+    }
+    free (rerr);
+    free (handles);
+    rocksdb_options_set_info_log_level (self->options, STORE_LOG_QUIET);
+}
+
 //  --------------------------------------------------------------------------
 //  Open the database with all its column families and dispatch the handles.
 //  Returns 0, or -1 with *err.
@@ -598,8 +627,10 @@ s_open (store_t *self, char **err)
         self->options, self->path, (int) count, names, cf_options, handles, &rerr);
     if (rerr || !self->db) {
         char *hint = NULL;
-        if (rerr && strncmp (rerr, "Corruption", 10) == 0)
+        if (rerr && strncmp (rerr, "Corruption", 10) == 0) {
+            s_open_for_the_log (self, count, names, cf_options);
             hint = s_log_corruption_hint (self->path);
+        }
         s_set_err (err, "store: cannot open database '%s': %s%s%s%s",
                    self->path, rerr ? rerr : "unknown error",
                    hint ? " [RocksDB LOG: " : "", hint ? hint : "", hint ? "]" : "");
