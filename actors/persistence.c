@@ -3,7 +3,7 @@
 
     Keys in each tenant's column family (docs/storage.md):
         'm' ch seq      -> message record (msgpack map)
-        'd' uid cmid    -> dedupe record {ch, seq, ts}
+        'd' uid cmid    -> dedupe record {ch, seq, ts, h: digest of the body}
         'p' ch uid      -> positions {r: read seq, d: delivered seq}
     Every waiting send is staged into one batch; the batch is written with
     sync=true; only then are acks and events sent. If the write fails, every
@@ -13,7 +13,10 @@
     always reads its own acknowledged writes.
     =========================================================================
 */
+#include <sodium.h>
 #include "persistence_priv.h"
+
+#define BODY_HASH_SIZE 16           //  bytes of BLAKE2b in a dedupe record
 
 static void
 s_free_item (void **item)
@@ -386,6 +389,13 @@ pst_commit (self_t *self)
 //  --------------------------------------------------------------------------
 //  send
 
+//  Digest of a body as first sent, kept in the dedupe record
+static void
+s_body_hash (const char *body, size_t len, uint8_t *digest)
+{
+    crypto_generichash (digest, BODY_HASH_SIZE, (const unsigned char *) body, len, NULL, 0);
+}
+
 //  Answers a send that was saved before (a retry); false if not a retry
 static bool
 s_send_dedupe (self_t *self, request_t *request, const char *cmid, size_t cmid_len,
@@ -412,23 +422,20 @@ s_send_dedupe (self_t *self, request_t *request, const char *cmid, size_t cmid_l
                        &value, &value_len, NULL) != 1)
             return false;
         proto_msg_t *record = proto_msg_decode_stage (value, value_len, NULL);
+        const void *hash = NULL;
+        size_t hash_len = 0;
         if (record) {
             proto_msg_u64 (record, "ch", &ch);
             proto_msg_u64 (record, "seq", &seq);
             proto_msg_u64 (record, "ts", &ts);
+            proto_map_bin (proto_msg_root (record), "h", &hash, &hash_len);
         }
+        //  The retry must carry the body first sent, whatever edits came since
+        uint8_t digest [BODY_HASH_SIZE];
+        s_body_hash (body, body_len, digest);
+        same = record && ch == request->ch && hash && hash_len == BODY_HASH_SIZE
+            && memcmp (hash, digest, BODY_HASH_SIZE) == 0;
         proto_msg_destroy (&record);
-        free (value);
-        proto_msg_t *message = pst_message_get (self, request->tenant, ch, seq, &value);
-        const char *stored_body;
-        size_t stored_len;
-        same = message && ch == request->ch
-            && proto_msg_str (message, "body", &stored_body, &stored_len)
-            && stored_len == body_len && memcmp (stored_body, body, body_len) == 0;
-        bool deleted = false;
-        if (message && proto_msg_bool (message, "deleted", &deleted) && deleted)
-            same = ch == request->ch;
-        proto_msg_destroy (&message);
         free (value);
     }
     if (!same) {
@@ -566,6 +573,10 @@ s_handle_send (self_t *self, request_t *request)
     proto_writer_kv_u64 (self->writer, "ch", request->ch);
     proto_writer_kv_u64 (self->writer, "seq", seq);
     proto_writer_kv_u64 (self->writer, "ts", ts);
+    uint8_t digest [BODY_HASH_SIZE];
+    s_body_hash (body, body_len, digest);
+    proto_writer_str (self->writer, "h");
+    proto_writer_bin (self->writer, digest, BODY_HASH_SIZE);
     proto_writer_map_end (self->writer);
     size_t key_len = s_key_dedupe (key, request->user, cmid, cmid_len);
     store_batch_put (self->batch, request->tenant, key, key_len,

@@ -309,6 +309,7 @@ s_context_new (edge_t *self)
     if (info.iface && !strchr (info.iface, ':'))
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     info.timeout_secs = (unsigned int) config->handshake_timeout_s;
+    info.timeout_secs_ah_idle = (unsigned int) config->handshake_timeout_s;
     info.retry_and_idle_policy = config->idle_timeout_s? &self->retry: NULL;
     info.pt_serv_buf_size = 32 * 1024;
     info.max_http_header_data = 4096;

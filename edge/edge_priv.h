@@ -118,6 +118,20 @@ int64_t
 //  ---------------------------------------------------------------------
 //  edge_ws.c: WebSocket connections
 
+//  What the edge does with one whole text message from a client
+typedef enum {
+    EDGE_WS_FORWARD,            //  pass the writer's msgpack on to the broker
+    EDGE_WS_INVALID,            //  answer invalid_message (result says why)
+    EDGE_WS_NOT_AUTHED          //  answer not_authed with the request's rid
+} edge_ws_verdict_t;
+
+//  Decide what to do with one whole text message: JSON to msgpack into
+//  writer (reset first; max_size caps both forms), then the check of the
+//  operations allowed before authentication. Pure: no lws, no I/O.
+edge_ws_verdict_t
+    edge_ws_decide (const void *data, size_t size, size_t max_size, bool authed,
+                    proto_writer_t *writer, json_result_t *result);
+
 int
     edge_ws_established (edge_t *self, struct lws *wsi, edge_pss_t *pss);
 int

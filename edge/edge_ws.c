@@ -106,14 +106,33 @@ s_note_request (edge_conn_t *conn, const json_result_t *result)
     }
 }
 
+//  --------------------------------------------------------------------------
+//  What to do with one whole text message (pure: no lws, no I/O, fuzzed
+//  by tests/fuzz/fuzz_ws_message.c)
+
+edge_ws_verdict_t
+edge_ws_decide (const void *data, size_t size, size_t max_size, bool authed,
+                proto_writer_t *writer, json_result_t *result)
+{
+    proto_writer_reset (writer);
+    if (!data)
+        data = "";                      //  an empty message: rx was never allocated
+    if (json_to_msgpack (data, size, max_size, writer, result))
+        return EDGE_WS_INVALID;
+    if (!authed && !s_public_op (result))
+        return EDGE_WS_NOT_AUTHED;
+    return EDGE_WS_FORWARD;
+}
+
 //  A whole text message: JSON to msgpack, then to the broker
 static void
 s_handle_text (edge_t *self, edge_conn_t *conn)
 {
     json_result_t result;
-    proto_writer_reset (self->writer);
-    if (json_to_msgpack (conn->rx, conn->rx_size, self->config->max_message_bytes,
-                         self->writer, &result)) {
+    edge_ws_verdict_t verdict = edge_ws_decide (conn->rx, conn->rx_size,
+                                                self->config->max_message_bytes,
+                                                conn->authed, self->writer, &result);
+    if (verdict == EDGE_WS_INVALID) {
         char message [128];
         snprintf (message, sizeof (message), "%s (at byte %zu)",
                   json_error_text (result.error), result.offset);
@@ -122,7 +141,7 @@ s_handle_text (edge_t *self, edge_conn_t *conn)
         return;
     }
     uint64_t rid = result.has_rid? result.rid: 0;
-    if (!conn->authed && !s_public_op (&result)) {
+    if (verdict == EDGE_WS_NOT_AUTHED) {
         self->metrics->not_authed++;
         s_reply_error (self, conn, rid, PROTO_ERR_NOT_AUTHED,
                        "authenticate first: send auth or login");
@@ -291,6 +310,13 @@ edge_ws_writeable (edge_t *self, struct lws *wsi, edge_pss_t *pss)
                           (unsigned char *) reason, strlen (reason));
         return -1;
     }
+    //  lws failed the connection itself (RSV bits, bad opcode...): it has
+    //  set a close reason and sends, or has sent, its close frame. Nothing
+    //  may follow a close frame (RFC 6455 5.5.1): drop what is queued.
+    if (lws_get_close_length (wsi)) {
+        edge_conn_clear (conn);
+        return 0;
+    }
     //  A few batches per callback, while the kernel takes them
     for (int round = 0; round < 4 && conn->queue_count; round++) {
         if (round > 0 && lws_send_pipe_choked (wsi))
@@ -313,11 +339,13 @@ edge_ws_peer_close (edge_t *self, struct lws *wsi, edge_pss_t *pss,
                     const void *data, size_t size)
 {
     (void) self;
-    (void) wsi;
     if (pss->conn && !pss->conn->close_code)
         pss->conn->disconnect = EDGE_DISC_PEER;
-    if (size == 1)
+    if (size == 1) {
+        //  A close payload of one byte has no valid code (RFC 6455 5.5.1)
+        lws_close_reason (wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, NULL, 0);
         return -1;
+    }
     uint8_t *payload = (uint8_t *) data;
     if (size >= 2 && ((payload [0] << 8) | payload [1]) >= 5000) {
         payload [0] = (uint8_t) (LWS_CLOSE_STATUS_PROTOCOL_ERR >> 8);

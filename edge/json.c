@@ -337,7 +337,7 @@ s_write_integer (s_parser_t *self, const uint8_t *digits, size_t len, bool negat
         proto_writer_i64 (self->writer, -(int64_t) value);
     else
         proto_writer_u64 (self->writer, value);
-    if (self->field == S_FIELD_RID && !negative) {
+    if (self->field == S_FIELD_RID && (!negative || value == 0)) {
         self->result->has_rid = true;
         self->result->rid = value;
     }
@@ -470,7 +470,7 @@ s_read_string_value (s_parser_t *self)
     if (s_read_string (self, &str, &len))
         return -1;
     proto_writer_strn (self->writer, (const char *) str, len);
-    if (self->field == S_FIELD_OP && len < sizeof (self->result->op)) {
+    if (self->field == S_FIELD_OP && len < sizeof (self->result->op) && !memchr (str, 0, len)) {
         memcpy (self->result->op, str, len);
         self->result->op [len] = 0;
         self->result->has_op = true;

@@ -8,6 +8,7 @@
     =========================================================================
 */
 #include <assert.h>
+#include <string.h>
 #include "chorus/proto.h"
 #include "ingest.h"
 
@@ -22,13 +23,19 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     }
     proto_error_t code = ingest_check (msg, &why);
     assert (code >= PROTO_OK && code < PROTO_ERR_COUNT);
-    //  Round trip: re-encoding the decoded map gives a valid, equal map
+    //  Round trip: re-encoding the decoded map gives a valid map that
+    //  encodes to the same bytes again (bytes, not values: NaN != NaN)
     proto_writer_t *writer = proto_writer_new ();
     proto_writer_object (writer, proto_msg_root (msg));
     proto_msg_t *again = proto_msg_decode (proto_writer_data (writer),
                                            proto_writer_size (writer), &why);
     assert (again);
-    assert (msgpack_object_equal (*proto_msg_root (msg), *proto_msg_root (again)));
+    proto_writer_t *twice = proto_writer_new ();
+    proto_writer_object (twice, proto_msg_root (again));
+    assert (proto_writer_size (twice) == proto_writer_size (writer));
+    assert (memcmp (proto_writer_data (twice), proto_writer_data (writer),
+                    proto_writer_size (writer)) == 0);
+    proto_writer_destroy (&twice);
     proto_msg_destroy (&again);
     proto_writer_destroy (&writer);
     proto_msg_destroy (&msg);
