@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+#   The deep versions of the reliability checks (not run in CI: hours).
+#   Prints one summary line per check and exits non-zero if any failed.
+#     100 SIGKILLs of the single process under load, and 100 of the
+#     persistence stage split over tcp; the power-loss shim with its negative
+#     control (100 cycles); the Nth-operation I/O sweep to 2,000; 10 million
+#     executions of every fuzz target (or an hour each, whichever is first).
+#   Usage: scripts/reliability-deep.sh [--quick]   (--quick: a tenth of each)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+scale=1
+[ "${1:-}" = "--quick" ] && scale=10
+
+scripts/setup.sh >/dev/null
+build="$root/build-deep"
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" -j "$(nproc)" >/dev/null || exit 1
+export CHORUSD="$build/chorusd" CHORUSD_EARLY_ACK="$build/tests/chorusd_early_ack"
+export PYTHONPATH="$root/tests/integration"
+status=0
+summary=()
+
+#  Runs one check; keeps its last line as the summary
+check () {
+    local name="$1"; shift
+    local log; log=$(mktemp)
+    local start=$SECONDS
+    if "$@" > "$log" 2>&1; then result="PASS"; else result="FAIL"; status=1; fi
+    summary+=("$(printf '%-4s %-28s %5ds  %s' "$result" "$name" $((SECONDS - start)) "$(grep -E 'passed|kills|checks|number_of_executed_units' "$log" | tail -1)")")
+    echo "${summary[-1]}"
+    [ "$result" = FAIL ] && tail -20 "$log"
+    rm -f "$log"
+}
+
+echo "reliability-deep: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, scale 1/$scale"
+check "crash, single process" env CHORUS_CRASH_KILLS=$((100 / scale)) /usr/bin/python3 tests/integration/test_crash.py
+check "persistence kills over tcp" env CHORUS_SF_KILLS=$((100 / scale)) CHORUS_SF_ONLY=test_persistence_sigkill_under_load \
+      /usr/bin/python3 tests/integration/test_stage_faults.py
+check "power loss + control" scripts/powerloss.sh --cycles $((100 / scale))
+check "I/O Nth-operation sweep" env CHORUS_IO_SWEEP=$((2000 / scale)) /usr/bin/python3 tests/integration/test_io_faults.py
+runs=$((10000000 / scale))
+fuzz="$root/build-fuzz"
+CC=clang cmake -S . -B "$fuzz" -DCMAKE_BUILD_TYPE=Debug -DCHORUS_FUZZ=ON >/dev/null
+cmake --build "$fuzz" -j "$(nproc)" --target fuzz_targets >/dev/null || exit 1
+for target in "$fuzz"/tests/fuzz/fuzz_*; do
+    name=$(basename "$target")
+    work=$(mktemp -d)
+    check "fuzz $name" "$target" -runs=$runs -max_total_time=$((3600 / scale)) -rss_limit_mb=2048 -malloc_limit_mb=256 \
+        -max_len=65536 -print_final_stats=1 "$work" "tests/fuzz/corpus/$name"
+    rm -rf "$work"
+done
+echo
+printf '%s\n' "${summary[@]}"
+exit $status
