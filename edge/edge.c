@@ -791,9 +791,12 @@ s_mark_notify (edge_t *self, const zmq_msg_t *notify)
 
 //  An event: rendered once (twice with notify), queued to each connection
 static void
-s_route_event (edge_t *self, const zmq_msg_t *notify, edge_buf_t *base)
+s_route_event (edge_t *self, const zmq_msg_t *notify, edge_buf_t *base,
+               const json_root_t *root)
 {
     self->metrics->events++;
+    if (root->ts)
+        edge_metrics_fanout (self->metrics, (double) zclock_time () - (double) root->ts);
     edge_buf_t *notified = NULL;
     if (s_mark_notify (self, notify))
         notified = s_render_notify (base);
@@ -824,7 +827,7 @@ s_handle_broker_message (edge_t *self, zmq_msg_t *parts, int count)
         return;
     }
     if (root.has_ev)
-        s_route_event (self, count > 2? &parts [2]: NULL, buf);
+        s_route_event (self, count > 2? &parts [2]: NULL, buf, &root);
     else
         s_route_reply (self, &parts [0], buf, &root);
     edge_buf_unlink (&buf);

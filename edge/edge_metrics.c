@@ -54,19 +54,35 @@ edge_metrics_rest (edge_metrics_t *self, int status)
         self->rest_status [status]++;
 }
 
+//  Adds one observation to a histogram
+static void
+s_observe (edge_histogram_t *histogram, double ms)
+{
+    for (int i = 0; i < EDGE_ACK_BUCKETS; i++)
+        if (ms <= s_ack_bounds [i]) {
+            histogram->buckets [i]++;
+            break;
+        }
+    histogram->sum_ms += ms;
+    histogram->count++;
+}
+
 //  --------------------------------------------------------------------------
 //  Record one REST send ack latency
 
 void
 edge_metrics_ack (edge_metrics_t *self, double ms)
 {
-    for (int i = 0; i < EDGE_ACK_BUCKETS; i++)
-        if (ms <= s_ack_bounds [i]) {
-            self->ack_buckets [i]++;
-            break;
-        }
-    self->ack_sum_ms += ms;
-    self->ack_count++;
+    s_observe (&self->ack, ms);
+}
+
+//  --------------------------------------------------------------------------
+//  Record the fan-out latency of one message event, in ms
+
+void
+edge_metrics_fanout (edge_metrics_t *self, double ms)
+{
+    s_observe (&self->fanout, ms < 0? 0: ms);
 }
 
 //  --------------------------------------------------------------------------
@@ -127,21 +143,20 @@ s_render_rest (edge_metrics_t *self, json_out_t *out)
                       status, (unsigned long long) self->rest_status [status]);
 }
 
-//  Writes the REST send-ack histogram
+//  Writes one latency histogram
 static void
-s_render_acks (edge_metrics_t *self, json_out_t *out)
+s_render_histogram (edge_histogram_t *histogram, json_out_t *out,
+                    const char *name, const char *help)
 {
-    const char *name = "chorus_edge_rest_send_ack_ms";
-    s_printf (out, "# HELP %s REST send: request to durable ack, in ms\n# TYPE %s histogram\n",
-              name, name);
+    s_printf (out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     unsigned long long cumulative = 0;
     for (int i = 0; i < EDGE_ACK_BUCKETS; i++) {
-        cumulative += self->ack_buckets [i];
+        cumulative += histogram->buckets [i];
         s_printf (out, "%s_bucket{le=\"%g\"} %llu\n", name, s_ack_bounds [i], cumulative);
     }
-    s_printf (out, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long) self->ack_count);
-    s_printf (out, "%s_sum %.3f\n%s_count %llu\n", name, self->ack_sum_ms,
-              name, (unsigned long long) self->ack_count);
+    s_printf (out, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long) histogram->count);
+    s_printf (out, "%s_sum %.3f\n%s_count %llu\n", name, histogram->sum_ms,
+              name, (unsigned long long) histogram->count);
 }
 
 //  --------------------------------------------------------------------------
@@ -184,5 +199,8 @@ edge_metrics_render (edge_metrics_t *self, json_out_t *out)
               "Deepest per-connection outgoing queue seen, in messages", self->queue_depth_max);
     s_render_disconnects (self, out);
     s_render_rest (self, out);
-    s_render_acks (self, out);
+    s_render_histogram (&self->ack, out, "chorus_edge_rest_send_ack_ms",
+                        "REST send: request to durable ack, in ms");
+    s_render_histogram (&self->fanout, out, "chorus_edge_fanout_latency_ms",
+                        "message saved (its ts) to queued for its WebSocket recipients, in ms");
 }

@@ -22,8 +22,15 @@ typedef enum {
     EDGE_DISC_COUNT
 } edge_disconnect_t;
 
-//  Upper bounds of the REST send-ack latency buckets, in ms
+//  Upper bounds of the latency histograms' buckets, in ms
 #define EDGE_ACK_BUCKETS 12
+
+//  A latency histogram in ms
+typedef struct {
+    uint64_t buckets [EDGE_ACK_BUCKETS];    //  observations per bucket
+    double sum_ms;                          //  sum of the observations
+    uint64_t count;                         //  observations
+} edge_histogram_t;
 
 typedef struct {
     uint64_t connections;           //  open WebSocket connections (gauge)
@@ -44,9 +51,8 @@ typedef struct {
     uint64_t disconnects [EDGE_DISC_COUNT];     //  connections ended, by reason
     uint64_t queue_depth_max;       //  deepest outgoing queue seen (gauge)
     uint64_t rest_status [600];     //  REST responses by HTTP status
-    uint64_t ack_buckets [EDGE_ACK_BUCKETS];    //  REST send acks per bucket
-    double ack_sum_ms;              //  sum of REST send ack latencies
-    uint64_t ack_count;             //  REST send acks observed
+    edge_histogram_t ack;           //  REST send: request to durable ack
+    edge_histogram_t fanout;        //  message saved (its ts) to queued here
 } edge_metrics_t;
 
 //  A new zeroed set of counters
@@ -60,6 +66,9 @@ void
 //  Record the latency of one REST send ack, in ms
 void
     edge_metrics_ack (edge_metrics_t *self, double ms);
+//  Record the fan-out latency of one message event (saved to queued), in ms
+void
+    edge_metrics_fanout (edge_metrics_t *self, double ms);
 //  Note a queue depth; keeps the maximum
 void
     edge_metrics_queue_depth (edge_metrics_t *self, uint64_t depth);

@@ -804,7 +804,7 @@ typedef struct {
 //  Which root field the next value is
 typedef enum {
     S_ROOT_NONE, S_ROOT_RE, S_ROOT_OK, S_ROOT_EV, S_ROOT_ERROR,
-    S_ROOT_RETRY, S_ROOT_PONG
+    S_ROOT_RETRY, S_ROOT_PONG, S_ROOT_TS
 } s_root_field_t;
 
 //  State of one json_from_msgpack call
@@ -977,6 +977,9 @@ s_note_root_value (s_writer_t *self, uint8_t kind, uint64_t u, const uint8_t *st
     else
     if (self->field == S_ROOT_PONG && kind == 'b')
         root->is_pong = u != 0;
+    else
+    if (self->field == S_ROOT_TS && kind == 'u')
+        root->ts = u;
 }
 
 //  Handles a map key; keys must be strings or integers
@@ -987,7 +990,7 @@ s_write_key (s_writer_t *self, uint8_t kind, uint64_t u, int64_t i,
     static const struct { const char *name; s_root_field_t field; } fields [] = {
         { "re", S_ROOT_RE }, { "ok", S_ROOT_OK }, { "ev", S_ROOT_EV },
         { "error", S_ROOT_ERROR }, { "retry_after_ms", S_ROOT_RETRY },
-        { "pong", S_ROOT_PONG }
+        { "pong", S_ROOT_PONG }, { "ts", S_ROOT_TS }
     };
     if (kind != 's' && kind != 'u' && kind != 'i')
         return -1;

@@ -103,6 +103,7 @@ typedef struct {
     char error [40];            //  "error" string, if shorter than 40 bytes
     uint64_t retry_after_ms;    //  "retry_after_ms", or 0
     bool is_pong;               //  the root map has "pong": true
+    uint64_t ts;                //  "ts" (ms since the epoch), or 0
 } json_root_t;
 
 //  Append the msgpack value data[0..size) as JSON to out. A root map key
