@@ -587,6 +587,25 @@ edge_new_sid (edge_t *self)
 }
 
 //  --------------------------------------------------------------------------
+//  The broker forgets a peer that is silent for its session_idle_s, with
+//  every session on it: one ping (sid 0) every keepalive_s keeps the edge
+//  known, however many sessions are quiet.
+
+static void
+s_keepalive (lws_sorted_usec_list_t *sul)
+{
+    edge_t *self = lws_container_of (sul, edge_t, keepalive);
+    proto_writer_reset (self->writer);
+    proto_writer_map_begin (self->writer);
+    proto_writer_kv_str (self->writer, "op", "ping");
+    proto_writer_kv_u64 (self->writer, "rid", EDGE_KEEPALIVE_RID);
+    proto_writer_map_end (self->writer);
+    edge_broker_send (self, 0, proto_writer_data (self->writer), proto_writer_size (self->writer));
+    lws_sul_schedule (self->context, 0, &self->keepalive, s_keepalive,
+                      (lws_usec_t) self->config->keepalive_s * LWS_US_PER_SEC);
+}
+
+//  --------------------------------------------------------------------------
 //  Send [payload][sid] to the broker without blocking
 
 int
@@ -755,6 +774,8 @@ s_route_reply (edge_t *self, const zmq_msg_t *payload, edge_buf_t *buf,
                const json_root_t *root)
 {
     self->metrics->replies++;
+    if (root->has_re && root->re == EDGE_KEEPALIVE_RID)
+        return;                         //  the answer to our keepalive
     for (size_t i = 0; i < self->sids.count; i++) {
         uint64_t sid = self->sids.items [i];
         edge_conn_t *conn = (edge_conn_t *) zhashx_lookup (self->conns, &sid);
@@ -921,6 +942,7 @@ s_wait_failed (edge_t *self)
 static void
 s_shutdown (edge_t *self)
 {
+    lws_sul_schedule (self->context, 0, &self->keepalive, NULL, LWS_SET_TIMER_USEC_CANCEL);
     edge_conn_t *conn = (edge_conn_t *) zhashx_first (self->conns);
     while (conn) {
         edge_ws_close (self, conn, LWS_CLOSE_STATUS_GOINGAWAY, "server stopping",
@@ -949,6 +971,9 @@ edge_actor (zsock_t *pipe, void *args)
         s_self_destroy (&self);
         return;
     }
+    if (self->config->keepalive_s > 0)
+        lws_sul_schedule (self->context, 0, &self->keepalive, s_keepalive,
+                          (lws_usec_t) self->config->keepalive_s * LWS_US_PER_SEC);
     while (!self->terminated) {
         s_handle_pipe (self);
         if (self->terminated)

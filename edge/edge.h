@@ -58,7 +58,7 @@ typedef struct {
     int idle_timeout_s;             //  hang up after this long without a valid pong
     int handshake_timeout_s;        //  each HTTP/handshake round trip must finish in
     int auth_timeout_s;             //  close a socket still unauthenticated after this
-    int keepalive_s;                //  ping the broker for a session quiet this long (0: never)
+    int keepalive_s;                //  ping the broker this often, keeping the edge's sessions known (0: never)
     int rest_timeout_ms;            //  a REST request gives up (504) after this
     int close_grace_s;              //  time allowed to send a close frame, then hang up
     const char *tls_cert;           //  PEM certificate file, or NULL for plain HTTP

@@ -67,6 +67,7 @@ typedef struct {
     zsock_t *pipe;              //  actor command pipe
     const edge_config_t *config;    //  options, owned by the caller
     struct lws_context *context;    //  libwebsockets context
+    lws_sorted_usec_list_t keepalive;   //  timer of the ping that keeps this peer alive
     struct lws_vhost *vhost;    //  the one vhost
     zsock_t *dealer;            //  DEALER to the broker
     void *dealer_handle;        //  its libzmq socket

@@ -31,8 +31,9 @@ s_public_op (const json_result_t *result)
     return false;
 }
 
-//  Arms the connection's timer for its next duty: the auth deadline while
-//  unauthenticated, else the next keepalive
+//  Arms the connection's timer for the auth deadline while it is
+//  unauthenticated (the edge keeps itself alive at the broker, not each
+//  session: see s_keepalive in edge.c)
 static void
 s_schedule (edge_t *self, edge_conn_t *conn)
 {
@@ -40,9 +41,6 @@ s_schedule (edge_t *self, edge_conn_t *conn)
     int64_t at;
     if (!conn->authed && config->auth_timeout_s > 0)
         at = conn->unauthed_since + (int64_t) config->auth_timeout_s * 1000;
-    else
-    if (conn->authed && config->keepalive_s > 0)
-        at = conn->last_sent + (int64_t) config->keepalive_s * 1000;
     else {
         lws_set_timer_usecs ((struct lws *) conn->wsi, LWS_SET_TIMER_USEC_CANCEL);
         return;
@@ -376,22 +374,8 @@ edge_ws_closed (edge_t *self, struct lws *wsi, edge_pss_t *pss)
     edge_conn_destroy (&pss->conn);
 }
 
-//  Sends the broker a ping for a quiet session, so it is not forgotten
-static void
-s_keepalive (edge_t *self, edge_conn_t *conn)
-{
-    proto_writer_reset (self->writer);
-    proto_writer_map_begin (self->writer);
-    proto_writer_kv_str (self->writer, "op", "ping");
-    proto_writer_kv_u64 (self->writer, "rid", EDGE_KEEPALIVE_RID);
-    proto_writer_map_end (self->writer);
-    if (edge_broker_send (self, conn->sid, proto_writer_data (self->writer),
-                          proto_writer_size (self->writer)) == 0)
-        conn->last_sent = edge_now_ms ();
-}
-
 //  --------------------------------------------------------------------------
-//  The connection's timer: auth deadline or keepalive
+//  The connection's timer: the auth deadline
 
 int
 edge_ws_timer (edge_t *self, struct lws *wsi, edge_pss_t *pss)
@@ -408,9 +392,6 @@ edge_ws_timer (edge_t *self, struct lws *wsi, edge_pss_t *pss)
                        EDGE_DISC_AUTH_TIMEOUT);
         return 0;
     }
-    if (conn->authed && config->keepalive_s > 0
-    &&  now - conn->last_sent >= (int64_t) config->keepalive_s * 1000)
-        s_keepalive (self, conn);
     s_schedule (self, conn);
     return 0;
 }
