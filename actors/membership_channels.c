@@ -100,7 +100,10 @@ s_channel_save (mb_server_t *server, mb_request_t *request, mb_channel_t **chann
     mb_store_put_channel (server->batch, tenant->id, *channel_p);
     mb_store_put_counters (server->batch, tenant->id, tenant->last_user, (*channel_p)->id);
     mb_store_put_member (server->batch, tenant->id, member);
-    if (mb_server_commit (server)) {
+    stage_kill_point ("channel_create");
+    int rc = mb_server_commit (server);
+    stage_kill_point ("channel_create");
+    if (rc) {
         mb_member_destroy (&member);
         mb_channel_destroy (channel_p);
         return NULL;

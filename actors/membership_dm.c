@@ -84,7 +84,9 @@ s_dm_save (mb_server_t *server, mb_request_t *request, s_people_t *people,
         mb_store_put_member (server->batch, tenant->id, members [i]);
     }
     mb_store_put_dm (server->batch, tenant->id, people->ids, people->count, channel->id);
+    stage_kill_point ("channel_create");
     int rc = mb_server_commit (server);
+    stage_kill_point ("channel_create");
     for (size_t i = 0; i < people->count; i++)
         if (rc)
             mb_member_destroy (&members [i]);

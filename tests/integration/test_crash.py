@@ -217,5 +217,56 @@ def test_named_kill_points():
             server.cleanup()
 
 
+def test_kill_during_channel_and_dm_creation():
+    """Killed before or after the synced write of a channel or DM: every
+    acknowledged creation is there after restart, none is there twice, and
+    dm_open still returns one channel per set of people."""
+    server = Server(http=False, env={"CHORUS_KILL_AT": "channel_create:3"}).start()
+    try:
+        ws = Workspace(server, users=("alice", "bob", "carol", "dave"))
+        created, dms, deaths = {}, {}, 0
+        pairs = [("bob",), ("carol",), ("dave",), ("bob", "carol"), ("carol", "dave")]
+        for i in range(20):
+            try:
+                alice = ws.login("alice")
+                alice.timeout_ms = 2000
+                name = "c%d" % i
+                reply = alice.call("channel_create", name=name)
+                if reply.get("ok"):
+                    created[name] = reply["channel"]["id"]
+                who = pairs[i % len(pairs)]
+                reply = alice.call("dm_open", users=[ws.uid(h) for h in who])
+                if reply.get("ok"):
+                    dms.setdefault(who, set()).add(reply["channel"]["id"])
+                alice.close()
+            except (TimeoutError, AssertionError):
+                pass
+            if server.proc.poll() is not None:
+                deaths += 1
+                server.stop()
+                server.start()
+        assert deaths >= 1, "the channel_create kill point was never reached"
+        server.stop(signal.SIGKILL)
+        server.env.pop("CHORUS_KILL_AT")
+        server.start()
+        alice = ws.login("alice")
+        listed = alice.ok("channel_list")["channels"]
+        names = [c["name"] for c in listed if c["type"] == "public"]
+        assert len(names) == len(set(names)), "a channel exists twice"
+        by_name = {c["name"]: c["id"] for c in listed if c["type"] == "public"}
+        for name, ch in created.items():
+            assert by_name.get(name) == ch, "acknowledged channel %s is gone" % name
+        for who, ids in dms.items():
+            assert len(ids) == 1, "dm_open gave %s different channels: %s" % (who, ids)
+            again = alice.ok("dm_open", users=[ws.uid(h) for h in who])["channel"]["id"]
+            assert again in ids, "the acknowledged DM with %s is gone" % (who,)
+        alice.close()
+        print("channel_create kill point: %d deaths, %d channels and %d DMs verified"
+              % (deaths, len(created), len(dms)))
+        assert server.stop() == 0
+    finally:
+        server.cleanup()
+
+
 if __name__ == "__main__":
-    run([test_sigkill_under_load, test_named_kill_points])
+    run([test_sigkill_under_load, test_named_kill_points, test_kill_during_channel_and_dm_creation])
