@@ -35,6 +35,7 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import tempfile
 import threading
 import time
@@ -47,6 +48,9 @@ import chorus_harness
 from chorus_harness import Client, Server, Workspace, free_port, run
 
 KILLS = int(os.environ.get("CHORUS_SF_KILLS", "3"))
+#  Built with AddressSanitizer? (its allocator inflates RSS figures)
+SANITIZED = b"libasan" in subprocess.run(["ldd", os.environ.get("CHORUSD", "build/chorusd")],
+                                         capture_output=True).stdout
 STOPS = int(os.environ.get("CHORUS_SF_STOPS", "2"))
 STOP_S = float(os.environ.get("CHORUS_SF_STOP_S", "10"))
 EDGE_KILLS = int(os.environ.get("CHORUS_SF_EDGE_KILLS", "3"))
@@ -915,10 +919,13 @@ def test_fanout_sigstop():
             assert max(gaps) < 1.0, "acks paused for %.2f s while fan-out was stopped" % max(gaps)
             assert t_live - t_cont <= RECOVERY_S and t_leaver - t_cont <= RECOVERY_S
             #  Bounded memory: what fan-out missed waits in persistence's
-            #  queue; no process may grow by more than 64 MiB for it
+            #  queue; no process may grow by more than 64 MiB for it (192 MiB
+            #  under AddressSanitizer, whose allocator keeps freed memory in
+            #  quarantine and per-thread caches and pads every block)
+            limit_kib = (192 if SANITIZED else 64) * 1024
             for n in names:
                 growth = max(rss1[n], rss2[n]) - rss0[n]
-                assert growth < 64 * 1024, "%s grew by %d KiB for %d messages" % (names[n], growth, queued)
+                assert growth < limit_kib, "%s grew by %d KiB for %d messages" % (names[n], growth, queued)
             time.sleep(1.0)
         counts = stop_senders(senders)
         heads, found = verify_store(dep.api, tokens, channels, ledger)
