@@ -180,6 +180,8 @@ mb_model_tenant_add (mb_model_t *self, mb_tenant_t **tenant_p)
     s_table_put (&self->tenants, tenant->id, tenant);
     int rc = zhashx_insert (self->tenant_names, tenant->name, tenant);
     assert (rc == 0);
+    (void) rc;
+    (void) rc;
     if (tenant->id > self->last_tenant)
         self->last_tenant = tenant->id;
     *tenant_p = NULL;
@@ -329,6 +331,7 @@ mb_tenant_user_add (mb_tenant_t *self, mb_user_t **user_p)
     s_table_put (&self->users, n, user);
     int rc = zhashx_insert (self->handles, user->handle, user);
     assert (rc == 0);
+    (void) rc;
     if (n > self->last_user)
         self->last_user = n;
     *user_p = NULL;
@@ -365,6 +368,7 @@ mb_tenant_channel_add (mb_tenant_t *self, mb_channel_t **channel_p)
     if (channel->type == MB_PUBLIC || channel->type == MB_PRIVATE) {
         int rc = zhashx_insert (self->channel_names, channel->name, channel);
         assert (rc == 0);
+        (void) rc;
     }
     if (channel->id > self->last_channel)
         self->last_channel = channel->id;
@@ -549,6 +553,7 @@ mb_member_attach (mb_member_t **self_p)
     assert (!found);
     found = s_vec_find (&self->user->memberships, self->channel->id, s_key_channel, &in_user);
     assert (!found);
+    (void) found;
     s_vec_insert (&self->channel->members, in_channel, self);
     s_vec_insert (&self->user->memberships, in_user, self);
     *self_p = NULL;

@@ -28,7 +28,8 @@
 #include <rocksdb/c.h>
 
 //  Tuning (see README.md)
-#define STORE_BLOCK_CACHE_SIZE   (64u << 20)    //  LRU block cache shared by all CFs
+#define STORE_BLOCK_CACHE_SIZE   (256u << 20)   //  LRU block cache shared by all CFs
+#define STORE_CACHE_SHARD_BITS   2              //  4 shards: a shard holds a big index block
 #define STORE_BLOOM_BITS         10             //  Bloom filter bits per key
 #define STORE_BACKGROUND_JOBS    2              //  Flush + compaction threads
 #define STORE_WRITE_BUFFER_SIZE  (32u << 20)    //  Memtable size per CF
@@ -389,7 +390,15 @@ s_log_corruption_hint (const char *path)
 static void
 s_options_new (store_t *self)
 {
-    self->cache = rocksdb_cache_create_lru (STORE_BLOCK_CACHE_SIZE);
+    //  Few, large shards: a table of millions of messages has index and
+    //  filter blocks of several MB, which must fit one shard to stay cached
+    //  (with RocksDB's default of 64 shards, history pages and dedupe
+    //  lookups re-read them from disk)
+    rocksdb_lru_cache_options_t *cache_options = rocksdb_lru_cache_options_create ();
+    rocksdb_lru_cache_options_set_capacity (cache_options, STORE_BLOCK_CACHE_SIZE);
+    rocksdb_lru_cache_options_set_num_shard_bits (cache_options, STORE_CACHE_SHARD_BITS);
+    self->cache = rocksdb_cache_create_lru_opts (cache_options);
+    rocksdb_lru_cache_options_destroy (cache_options);
     rocksdb_block_based_table_options_t *table = rocksdb_block_based_options_create ();
     rocksdb_block_based_options_set_block_cache (table, self->cache);
     //  The table options take ownership of the filter policy
