@@ -27,11 +27,10 @@ typedef struct {
     zsock_t *pipe;              //  actor pipe
     zsock_t *inbox;             //  events and session changes
     zsock_t *broker;            //  deliveries
-    zpoller_t *poller;          //  pipe and inbox
     zhashx_t *sessions;         //  route hex -> session_t
     zhashx_t *users;            //  "tn/uid" -> zlistx_t of session_t
     zhashx_t *batches;          //  identity hex -> batch_t, per event
-    bool terminated;            //  $TERM received
+    bool failed;                //  could not start
     uint64_t delivered;         //  session deliveries made
 } self_t;
 
@@ -95,12 +94,9 @@ s_self_new (zsock_t *pipe, const stage_config_t *config)
     self->batches = zhashx_new ();
     zhashx_set_destructor (self->batches, s_batch_destroy);
     if (!self->inbox || !self->broker)
-        self->terminated = true;
-    else {
-        self->poller = zpoller_new (pipe, self->inbox, NULL);
-        //  After a restart we know no session: ask the broker for them all
-        zstr_send (self->broker, STAGE_RESYNC);
-    }
+        self->failed = true;
+    else
+        zstr_send (self->broker, STAGE_RESYNC);   //  after a restart we know no session
     return self;
 }
 
@@ -109,7 +105,6 @@ s_self_destroy (self_t **self_p)
 {
     self_t *self = *self_p;
     if (self) {
-        zpoller_destroy (&self->poller);
         zsock_destroy (&self->inbox);
         zsock_destroy (&self->broker);
         zhashx_destroy (&self->users);
@@ -296,6 +291,13 @@ s_handle_inbox (self_t *self)
     zmsg_destroy (&msg);
 }
 
+//  Handles one inbox message (for stage_serve)
+static void
+s_serve_one (void *self)
+{
+    s_handle_inbox ((self_t *) self);
+}
+
 //  --------------------------------------------------------------------------
 //  The fan-out actor
 
@@ -303,22 +305,11 @@ void
 fanout_actor (zsock_t *pipe, void *args)
 {
     self_t *self = s_self_new (pipe, (const stage_config_t *) args);
-    if (self->terminated) {
+    if (self->failed) {
         s_self_destroy (&self);
         stage_actor_failed (pipe);
         return;
     }
-    zsock_signal (pipe, 0);
-    while (!self->terminated) {
-        zsock_t *which = (zsock_t *) zpoller_wait (self->poller, -1);
-        if (which == self->pipe)
-            self->terminated = stage_actor_command (self->pipe);
-        else
-        if (which == self->inbox)
-            for (int i = 0; i < STAGE_DRAIN_MAX && (zsock_events (self->inbox) & ZMQ_POLLIN); i++)
-                s_handle_inbox (self);
-        else
-            break;
-    }
+    stage_serve (pipe, self->inbox, s_serve_one, self);
     s_self_destroy (&self);
 }

@@ -69,10 +69,9 @@ typedef struct {
     zsock_t *inbox;             //  requests from the broker
     zsock_t *broker;            //  replies
     zsock_t *membership;        //  requests passed on
-    zpoller_t *poller;          //  pipe and inbox
     zhashx_t *buckets;          //  principal or route -> bucket_t
     proto_writer_t *writer;     //  scratch writer
-    bool terminated;            //  $TERM received
+    bool failed;                //  could not start
 } self_t;
 
 static const op_schema_t *
@@ -226,9 +225,7 @@ s_self_new (zsock_t *pipe, const stage_config_t *config)
     zhashx_set_destructor (self->buckets, s_bucket_destroy);
     self->writer = proto_writer_new ();
     if (!self->inbox || !self->broker || !self->membership)
-        self->terminated = true;
-    else
-        self->poller = zpoller_new (pipe, self->inbox, NULL);
+        self->failed = true;
     return self;
 }
 
@@ -237,7 +234,6 @@ s_self_destroy (self_t **self_p)
 {
     self_t *self = *self_p;
     if (self) {
-        zpoller_destroy (&self->poller);
         zsock_destroy (&self->inbox);
         zsock_destroy (&self->broker);
         zsock_destroy (&self->membership);
@@ -393,6 +389,13 @@ s_handle_inbox (self_t *self)
     zmsg_destroy (&msg);
 }
 
+//  Handles one inbox message (for stage_serve)
+static void
+s_serve_one (void *self)
+{
+    s_handle_inbox ((self_t *) self);
+}
+
 //  --------------------------------------------------------------------------
 //  The ingest actor
 
@@ -400,22 +403,11 @@ void
 ingest_actor (zsock_t *pipe, void *args)
 {
     self_t *self = s_self_new (pipe, (const stage_config_t *) args);
-    if (self->terminated) {
+    if (self->failed) {
         s_self_destroy (&self);
         stage_actor_failed (pipe);
         return;
     }
-    zsock_signal (pipe, 0);
-    while (!self->terminated) {
-        zsock_t *which = (zsock_t *) zpoller_wait (self->poller, -1);
-        if (which == self->pipe)
-            self->terminated = stage_actor_command (self->pipe);
-        else
-        if (which == self->inbox)
-            for (int i = 0; i < STAGE_DRAIN_MAX && (zsock_events (self->inbox) & ZMQ_POLLIN); i++)
-                s_handle_inbox (self);
-        else
-            break;
-    }
+    stage_serve (pipe, self->inbox, s_serve_one, self);
     s_self_destroy (&self);
 }

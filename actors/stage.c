@@ -198,6 +198,29 @@ stage_actor_command (zsock_t *pipe)
 }
 
 //  --------------------------------------------------------------------------
+//  The loop of an actor with one inbox
+
+void
+stage_serve (zsock_t *pipe, zsock_t *inbox, void (*handle) (void *self), void *self)
+{
+    zpoller_t *poller = zpoller_new (pipe, inbox, NULL);
+    zsock_signal (pipe, 0);
+    bool terminated = false;
+    while (!terminated) {
+        zsock_t *which = (zsock_t *) zpoller_wait (poller, -1);
+        if (which == pipe)
+            terminated = stage_actor_command (pipe);
+        else
+        if (which == inbox)
+            for (int i = 0; i < STAGE_DRAIN_MAX && (zsock_events (inbox) & ZMQ_POLLIN); i++)
+                handle (self);
+        else
+            terminated = true;          //  interrupted
+    }
+    zpoller_destroy (&poller);
+}
+
+//  --------------------------------------------------------------------------
 //  Kills the process at a named point when CHORUS_KILL_AT asks for it
 
 void

@@ -96,6 +96,12 @@ bool
 void
     stage_kill_point (const char *point);
 
+//  The loop of an actor with one inbox: signals the pipe that it started,
+//  then calls handle (self) for each waiting message (up to STAGE_DRAIN_MAX
+//  per wake) until $TERM. handle reads one message from the inbox.
+void
+    stage_serve (zsock_t *pipe, zsock_t *inbox, void (*handle) (void *self), void *self);
+
 //  Milliseconds since the epoch (wall clock, for timestamps)
 uint64_t
     stage_now_ms (void);
