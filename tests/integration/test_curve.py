@@ -32,8 +32,8 @@ def pings(sock, timeout_ms=2000):
 def test_known_key_in_unknown_key_out():
     root = tempfile.mkdtemp(prefix="chorus-curve-")
     curve = os.path.join(root, "curve")
+    server = Server(http=False, args=["--curve-dir", curve])
     try:
-        server = Server(http=False, args=["--curve-dir", curve])
         # the harness's readiness ping is a plain client: wait on the files instead
         server.start(wait=False)
         secret_file = os.path.join(curve, "server.cert_secret")
@@ -67,8 +67,8 @@ def test_known_key_in_unknown_key_out():
         assert not pings(plain), "a client without CURVE must be refused"
         plain.close()
         assert server.stop() == 0
-        server.cleanup()
     finally:
+        server.cleanup()
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -82,6 +82,7 @@ def test_split_stages_over_curve():
                  "--curve-dir", curve]
         os.makedirs(os.path.join(root, "front"))
         os.makedirs(os.path.join(root, "store"))
+        front = store = None
         front = Server(os.path.join(root, "front"), http=False,
                        args=links + ["--stages", "broker,ingest,membership,fanout"])
         front.start(wait=False)
@@ -125,6 +126,9 @@ def test_split_stages_over_curve():
         client.close()
         assert front.stop() == 0 and store.stop() == 0
     finally:
+        for server in (front, store):
+            if server:
+                server.cleanup()        #  kills what still runs
         shutil.rmtree(root, ignore_errors=True)
 
 
