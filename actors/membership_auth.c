@@ -341,16 +341,9 @@ s_tenant_save (mb_server_t *server, mb_tenant_t *tenant)
 void
 mb_auth_tenant_create (mb_server_t *server, mb_request_t *request)
 {
-    const char *name;
-    size_t len;
-    proto_msg_str (request->req, "name", &name, &len);
-    char copy [MEMBERSHIP_NAME_MAX + 1] = "";
-    if (len <= MEMBERSHIP_NAME_MAX)
-        memcpy (copy, name, len);
-    if (!mb_name_valid (name, len, MEMBERSHIP_NAME_MAX, "-_"))
-        mb_reply_error (server, request, PROTO_ERR_INVALID_ARGS,
-                        "name: 1 to 80 of a-z, 0-9, - and _");
-    else
+    char copy [MEMBERSHIP_NAME_MAX + 1];
+    if (!mb_request_name (server, request, copy))
+        return;
     if (mb_model_tenant_named (server->model, copy))
         mb_reply_error (server, request, PROTO_ERR_NAME_TAKEN, NULL);
     else

@@ -117,18 +117,11 @@ s_channel_save (mb_server_t *server, mb_request_t *request, mb_channel_t **chann
 void
 mb_channels_create (mb_server_t *server, mb_request_t *request)
 {
-    const char *name;
-    size_t len;
     bool is_private = false;
-    proto_msg_str (request->req, "name", &name, &len);
     proto_msg_bool (request->req, "private", &is_private);
-    char copy [MEMBERSHIP_NAME_MAX + 1] = "";
-    if (len <= MEMBERSHIP_NAME_MAX)
-        memcpy (copy, name, len);
-    if (!mb_name_valid (name, len, MEMBERSHIP_NAME_MAX, "-_"))
-        mb_reply_error (server, request, PROTO_ERR_INVALID_ARGS,
-                        "name: 1 to 80 of a-z, 0-9, - and _");
-    else
+    char copy [MEMBERSHIP_NAME_MAX + 1];
+    if (!mb_request_name (server, request, copy))
+        return;
     if (mb_tenant_channel_named (request->tenant, copy))
         mb_reply_error (server, request, PROTO_ERR_NAME_TAKEN, NULL);
     else

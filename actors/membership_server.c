@@ -424,3 +424,23 @@ mb_name_valid (const char *name, size_t len, size_t max, const char *extra)
     }
     return true;
 }
+
+//  --------------------------------------------------------------------------
+//  Copy a valid workspace or channel name from the request, or answer
+//  invalid_args
+
+bool
+mb_request_name (mb_server_t *self, mb_request_t *request, char *copy)
+{
+    const char *name = "";
+    size_t len = 0;
+    proto_msg_str (request->req, "name", &name, &len);
+    if (!mb_name_valid (name, len, MEMBERSHIP_NAME_MAX, "-_")) {
+        mb_reply_error (self, request, PROTO_ERR_INVALID_ARGS,
+                        "name: 1 to 80 of a-z, 0-9, - and _");
+        return false;
+    }
+    memcpy (copy, name, len);
+    copy [len] = 0;
+    return true;
+}

@@ -128,4 +128,10 @@ mb_channel_t *
 bool
     mb_name_valid (const char *name, size_t len, size_t max, const char *extra);
 
+//  Copies the request's "name" field (a workspace or channel name) into
+//  copy (MEMBERSHIP_NAME_MAX + 1 bytes) if it is valid; else answers
+//  invalid_args and returns false
+bool
+    mb_request_name (mb_server_t *self, mb_request_t *request, char *copy);
+
 #endif
