@@ -1,11 +1,15 @@
 """Crash test: SIGKILL chorusd at random moments while clients send.
 
-A ledger outside the server records every send: acked (with its seq) or
-unknown (sent, no ack). After each restart and at the end, every acked
-message must be stored exactly once with its acked seq, every channel's seqs
-must run 1..head without gaps, unknown sends retried with the same
-client_msg_id must land exactly once, and no message may exist that the
-ledger does not know.
+The load is the shape of a real deployment: 3 workspaces, each with a public
+channel, a private channel, a DM and a group DM, and 8 senders per workspace
+sending to every channel they belong to (24 sender threads, 8 sends in
+flight each). A ledger outside the server records every send: acked (with
+its seq) or unknown (sent, no ack). After the kills, every acked message
+must be stored exactly once with its acked seq and body, every channel's
+seqs must run 1..head without gaps, unknown sends retried with the same
+client_msg_id must land exactly once, no message may exist that the ledger
+does not know, read positions never go back, and a client resuming from any
+checkpoint gets exactly the messages that follow it.
 """
 import os
 import random
@@ -17,29 +21,77 @@ import uuid
 import msgpack
 import zmq
 
-from chorus_harness import Server, Workspace, run
+from chorus_harness import Client, Server, Workspace, run
 
 KILLS = int(os.environ.get("CHORUS_CRASH_KILLS", "20"))
+TENANTS = 3
+SENDERS = 8
+HANDLES = ["u%d" % i for i in range(SENDERS)]
+
+
+class Load:
+    """3 workspaces × (public, private, DM, group DM) × 8 senders."""
+
+    def __init__(self, server):
+        self.server = server
+        self.workspaces = []
+        self.channels = {}   # (tenant name, kind) -> channel id
+        self.members = {}    # (tenant name, channel id) -> [handles]
+        self.tokens = {}     # (tenant name, handle) -> token
+        for _ in range(TENANTS):
+            ws = Workspace(server, users=HANDLES)
+            self.workspaces.append(ws)
+            clients = {h: ws.login(h) for h in HANDLES}
+            for h, c in clients.items():
+                self.tokens[(ws.name, h)] = c.token
+            owner = clients["u0"]
+            public = owner.ok("channel_create", name="public")["channel"]["id"]
+            private = owner.ok("channel_create", name="private", private=True)["channel"]["id"]
+            for h in HANDLES[1:]:
+                clients[h].ok("channel_join", ch=public)
+                owner.ok("channel_invite", ch=private, user=ws.uid(h))
+            dm = owner.ok("dm_open", users=[ws.uid("u1")])["channel"]["id"]
+            group = owner.ok("dm_open", users=[ws.uid(h) for h in ("u1", "u2", "u3")])["channel"]["id"]
+            for kind, ch, members in (("public", public, HANDLES), ("private", private, HANDLES),
+                                      ("dm", dm, HANDLES[:2]), ("group", group, HANDLES[:4])):
+                self.channels[(ws.name, kind)] = ch
+                self.members[(ws.name, ch)] = list(members)
+            for c in clients.values():
+                c.close()
+        self.ledger = {"acked": {}, "unknown": {}, "reads": {}}
+        self.lock = threading.Lock()
+
+    def channels_of(self, ws, handle):
+        return [ch for (name, _), ch in self.channels.items()
+                if name == ws.name and handle in self.members[(name, ch)]]
+
+    def senders(self, reads=False):
+        return [Sender(self, ws, h, reads) for ws in self.workspaces for h in HANDLES]
+
+    def acked(self):
+        with self.lock:
+            return len(self.ledger["acked"])
 
 
 class Sender(threading.Thread):
-    """Streams pipelined sends to several channels; survives server deaths."""
+    """Streams pipelined sends to its channels; survives server deaths.
+    Reconnects with its token, as a client does after a restart."""
 
-    def __init__(self, server, ws, handle, channels, ledger, lock, reads=False):
+    def __init__(self, load, ws, handle, reads=False):
         super().__init__(daemon=True)
-        self.reads = reads
-        self.server, self.ws, self.handle = server, ws, handle
-        self.channels, self.ledger, self.lock = channels, ledger, lock
+        self.load, self.ws, self.handle, self.reads = load, ws, handle, reads
+        self.channels = load.channels_of(ws, handle)
+        self.ledger, self.lock = load.ledger, load.lock
         self.stop = threading.Event()
         self.rid = 0
 
     def connect(self):
         sock = zmq.Context.instance().socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(self.server.api)
+        sock.connect(self.load.server.api)
         self.rid += 1
-        sock.send(msgpack.packb({"op": "login", "rid": self.rid, "tenant": self.ws.name,
-                                 "handle": self.handle, "password": "secret-" + self.handle}))
+        sock.send(msgpack.packb({"op": "auth", "rid": self.rid,
+                                 "token": self.load.tokens[(self.ws.name, self.handle)]}))
         if not sock.poll(3000):
             sock.close()
             return None
@@ -65,9 +117,9 @@ class Sender(threading.Thread):
                 self.rid += 1
                 ch = random.choice(self.channels)
                 cmid = uuid.uuid4().hex
-                body = "%s %s" % (self.handle, cmid)
+                body = "%s/%s %s" % (self.ws.name, self.handle, cmid)
                 with self.lock:
-                    self.ledger["unknown"][cmid] = (ch, body, self.handle)
+                    self.ledger["unknown"][cmid] = (self.ws.name, ch, body, self.handle)
                 pending[self.rid] = (cmid, time.time())
                 sock.send(msgpack.packb({"op": "send", "rid": self.rid, "ch": ch,
                                          "client_msg_id": cmid, "body": body}))
@@ -86,91 +138,127 @@ class Sender(threading.Thread):
                 cmid, _ = pending.pop(payload["re"])
                 if cmid is None:
                     if payload.get("ok"):
-                        key = (self.handle, payload["ch"])
+                        key = (self.ws.name, self.handle, payload["ch"])
                         with self.lock:
-                            reads = self.ledger.setdefault("reads", {})
+                            reads = self.ledger["reads"]
                             reads[key] = max(reads.get(key, 0), payload["read_seq"])
                     continue
                 if payload.get("ok"):
                     with self.lock:
-                        ch, body, handle = self.ledger["unknown"].pop(cmid)
+                        name, ch, body, handle = self.ledger["unknown"].pop(cmid)
                         assert cmid not in self.ledger["acked"]
-                        self.ledger["acked"][cmid] = (ch, payload["seq"], body, handle)
+                        self.ledger["acked"][cmid] = (name, ch, payload["seq"], body, handle)
 
 
-def verify(ws, channels, ledger):
+def drive(load, senders, until):
+    """Starts the senders, runs until() returns, stops them."""
+    for s in senders:
+        s.start()
+    try:
+        until()
+    finally:
+        for s in senders:
+            s.stop.set()
+        for s in senders:
+            s.join(timeout=10)
+
+
+def read_all(reader, ch):
+    """The whole history of a channel, oldest first, page by page."""
+    stored, after = [], 0
+    while True:
+        if after:
+            page = reader.ok("history", ch=ch, after=after, limit=200)
+        else:
+            page = reader.ok("history", ch=ch, before=201, limit=200)
+        msgs = page["messages"]
+        stored += msgs
+        if not msgs or not page["has_more_after"]:
+            return stored
+        after = msgs[-1]["seq"]
+
+
+def resume_from(client, ch, checkpoint):
+    """What a client that has everything up to checkpoint gets from sync."""
+    got = []
+    while True:
+        reply = client.ok("sync", channels={str(ch): checkpoint}, limit=200)
+        entry = [c for c in reply["channels"] if c["ch"] == ch]
+        if not entry:
+            return got
+        got += entry[0]["messages"]
+        if not entry[0]["messages"] or not entry[0]["has_more"]:
+            return got
+        checkpoint = entry[0]["messages"][-1]["seq"]
+
+
+def verify(load):
     """Checks the store against the ledger; resends unknown sends first."""
-    clients = {h: ws.login(h) for h in ("alice", "bob", "carol")}
-    for cmid, (ch, body, handle) in list(ledger["unknown"].items()):
-        reply = clients[handle].ok("send", ch=ch, body=body, client_msg_id=cmid)
-        ledger["acked"][cmid] = (ch, reply["seq"], body, handle)
+    ledger = load.ledger
+    clients = {}
+    for ws in load.workspaces:
+        for h in HANDLES:
+            c = Client(load.server.api)
+            c.ok("auth", token=load.tokens[(ws.name, h)])
+            clients[(ws.name, h)] = c
+    for cmid, (name, ch, body, handle) in list(ledger["unknown"].items()):
+        client = clients[(name, handle)]
+        reply = client.ok("send", ch=ch, body=body, client_msg_id=cmid)
+        ledger["acked"][cmid] = (name, ch, reply["seq"], body, handle)
         del ledger["unknown"][cmid]
-        again = clients[handle].ok("send", ch=ch, body=body, client_msg_id=cmid)
+        again = client.ok("send", ch=ch, body=body, client_msg_id=cmid)
         assert again["seq"] == reply["seq"] and again["duplicate"]
     expected = {}
-    for cmid, (ch, seq, body, _) in ledger["acked"].items():
-        assert (ch, seq) not in expected, "two acks for one seq"
-        expected[(ch, seq)] = body
-    reader = clients["alice"]
-    for ch in channels:
-        stored = []
-        after = 0
-        while True:
-            if after:
-                page = reader.ok("history", ch=ch, after=after, limit=200)
-            else:
-                page = reader.ok("history", ch=ch, before=201, limit=200)
-            msgs = page["messages"]
-            stored += msgs
-            if not msgs or not page["has_more_after"]:
-                break
-            after = msgs[-1]["seq"]
+    for cmid, (name, ch, seq, body, _) in ledger["acked"].items():
+        assert (name, ch, seq) not in expected, "two acks for one seq"
+        expected[(name, ch, seq)] = body
+    resumes = 0
+    for (name, kind), ch in load.channels.items():
+        reader = clients[(name, "u0")]   # u0 is a member of every channel
+        stored = read_all(reader, ch)
         seqs = [m["seq"] for m in stored]
-        assert seqs == list(range(1, len(seqs) + 1)), "gap or duplicate in channel %d" % ch
+        assert seqs == list(range(1, len(seqs) + 1)), "gap or duplicate in %s %s" % (name, kind)
         for m in stored:
-            assert expected.get((ch, m["seq"])) == m["body"], \
-                "message %d/%d is not the acked one (or was never sent)" % (ch, m["seq"])
-        acked_here = sum(1 for (c, _) in expected if c == ch)
+            assert expected.get((name, ch, m["seq"])) == m["body"], \
+                "%s %s seq %d is not the acked one (or was never sent)" % (name, kind, m["seq"])
+        acked_here = sum(1 for (n, c, _) in expected if (n, c) == (name, ch))
         assert acked_here == len(stored), "acked %d, stored %d" % (acked_here, len(stored))
-    for (handle, ch), read_seq in ledger.get("reads", {}).items():
-        listed = {c["id"]: c for c in clients[handle].ok("channel_list")["channels"]}
+        head = len(stored)
+        member = clients[(name, random.choice(load.members[(name, ch)]))]
+        for checkpoint in {0, head, random.randint(0, head), random.randint(0, head)}:
+            got = resume_from(member, ch, checkpoint)
+            assert [m["seq"] for m in got] == list(range(checkpoint + 1, head + 1)), \
+                "resuming %s %s from %d did not give exactly what follows" % (name, kind, checkpoint)
+            assert all(m["body"] == expected[(name, ch, m["seq"])] for m in got)
+            resumes += 1
+    for (name, handle, ch), read_seq in ledger["reads"].items():
+        listed = {c["id"]: c for c in clients[(name, handle)].ok("channel_list")["channels"]}
         assert listed[ch]["read_seq"] >= read_seq, "a read position went back"
     for c in clients.values():
         c.close()
+    return resumes
 
 
 def test_sigkill_under_load():
     server = Server(http=False).start()
     try:
-        ws = Workspace(server)
-        alice = ws.login("alice")
-        channels = [alice.ok("channel_create", name="crash%d" % i)["channel"]["id"] for i in range(3)]
-        for handle in ("bob", "carol"):
-            c = ws.login(handle)
-            for ch in channels:
-                c.ok("channel_join", ch=ch)
-            c.close()
-        alice.close()
-        ledger = {"acked": {}, "unknown": {}}
-        lock = threading.Lock()
-        senders = [Sender(server, ws, h, channels, ledger, lock) for h in ("alice", "bob", "carol")]
-        for s in senders:
-            s.start()
-        for kill in range(KILLS):
-            time.sleep(random.uniform(0.3, 1.2))
-            server.kill()
-            server.start(wait=False)
-            server.wait_ready()
-        time.sleep(0.5)
-        for s in senders:
-            s.stop.set()
-        for s in senders:
-            s.join(timeout=10)
-        with lock:
-            acked = len(ledger["acked"])
+        load = Load(server)
+        senders = load.senders(reads=True)
+
+        def kills():
+            for kill in range(KILLS):
+                time.sleep(random.uniform(0.3, 1.2))
+                server.kill()
+                server.start(wait=False)
+                server.wait_ready()
+            time.sleep(0.5)
+        drive(load, senders, kills)
+        acked = load.acked()
         assert acked > KILLS * 10, "the load was too light to mean anything (%d acks)" % acked
-        verify(ws, channels, ledger)
-        print("crash: %d kills, %d acked sends verified" % (KILLS, len(ledger["acked"])))
+        resumes = verify(load)
+        print("crash: %d kills, %d acked sends verified over %d channels (%d tenants x 4 kinds, "
+              "%d senders), %d resumes checked" % (KILLS, len(load.ledger["acked"]),
+              len(load.channels), TENANTS, len(senders), resumes))
         assert server.stop() == 0
     finally:
         server.cleanup()
@@ -181,37 +269,25 @@ def test_named_kill_points():
     for point in ("before_write", "after_write", "mid_acks", "read_position"):
         server = Server(http=False, env={"CHORUS_KILL_AT": point + ":40"}).start()
         try:
-            ws = Workspace(server)
-            alice = ws.login("alice")
-            channels = [alice.ok("channel_create", name="kp%d" % i)["channel"]["id"] for i in range(2)]
-            bob = ws.login("bob")
-            for ch in channels:
-                bob.ok("channel_join", ch=ch)
-            alice.close(); bob.close()
-            ledger = {"acked": {}, "unknown": {}}
-            lock = threading.Lock()
-            senders = [Sender(server, ws, h, channels, ledger, lock, reads=True) for h in ("alice", "bob")]
-            for s in senders:
-                s.start()
-            deaths = 0
-            deadline = time.time() + 20
-            while deaths < 3 and time.time() < deadline:
-                if server.proc.poll() is not None:
-                    deaths += 1
-                    server.stop()
-                    server.start(wait=False)
-                    server.wait_ready()
-                time.sleep(0.05)
-            for s in senders:
-                s.stop.set()
-            for s in senders:
-                s.join(timeout=10)
-            assert deaths >= 1, "kill point %s was never reached" % point
+            load = Load(server)
+            deaths = [0]
+
+            def until_deaths():
+                deadline = time.time() + 20
+                while deaths[0] < 3 and time.time() < deadline:
+                    if server.proc.poll() is not None:
+                        deaths[0] += 1
+                        server.stop()
+                        server.start(wait=False)
+                        server.wait_ready()
+                    time.sleep(0.05)
+            drive(load, load.senders(reads=True), until_deaths)
+            assert deaths[0] >= 1, "kill point %s was never reached" % point
             server.stop(signal.SIGKILL)
             server.env.pop("CHORUS_KILL_AT")
             server.start()
-            verify(ws, channels, ledger)
-            print("kill point %s: %d deaths, %d acked verified" % (point, deaths, len(ledger["acked"])))
+            verify(load)
+            print("kill point %s: %d deaths, %d acked verified" % (point, deaths[0], load.acked()))
             assert server.stop() == 0
         finally:
             server.cleanup()
