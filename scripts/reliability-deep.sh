@@ -4,7 +4,8 @@
 #     100 SIGKILLs of the single process under load, and 100 of the
 #     persistence stage split over tcp; the power-loss shim with its negative
 #     control (100 cycles); the Nth-operation I/O sweep to 2,000; 10 million
-#     executions of every fuzz target (or an hour each, whichever is first).
+#     executions of every fuzz target (or an hour each, whichever is first;
+#     CHORUS_DEEP_FUZZ_MAX_S sets another cap).
 #   Usage: scripts/reliability-deep.sh [--quick]   (--quick: a tenth of each)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -37,16 +38,18 @@ echo "reliability-deep: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, scale 
 check "crash, single process" env CHORUS_CRASH_KILLS=$((100 / scale)) /usr/bin/python3 tests/integration/test_crash.py
 check "persistence kills over tcp" env CHORUS_SF_KILLS=$((100 / scale)) CHORUS_SF_ONLY=test_persistence_sigkill_under_load \
       /usr/bin/python3 tests/integration/test_stage_faults.py
-check "power loss + control" scripts/powerloss.sh --cycles $((100 / scale))
+if [ "$scale" = 1 ]; then powerloss=(--deep); else powerloss=(--cycles 10); fi
+check "power loss + control" scripts/powerloss.sh "${powerloss[@]}"
 check "I/O Nth-operation sweep" env CHORUS_IO_SWEEP=$((2000 / scale)) /usr/bin/python3 tests/integration/test_io_faults.py
 runs=$((10000000 / scale))
-fuzz="$root/build-fuzz"
-CC=clang cmake -S . -B "$fuzz" -DCMAKE_BUILD_TYPE=Debug -DCHORUS_FUZZ=ON >/dev/null
+fuzz_max_s=${CHORUS_DEEP_FUZZ_MAX_S:-3600}
+fuzz="$root/build-fuzz-deep"
+CC=clang cmake -S . -B "$fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHORUS_FUZZ=ON >/dev/null
 cmake --build "$fuzz" -j "$(nproc)" --target fuzz_targets >/dev/null || exit 1
 for target in "$fuzz"/tests/fuzz/fuzz_*; do
     name=$(basename "$target")
     work=$(mktemp -d)
-    check "fuzz $name" "$target" -runs=$runs -max_total_time=$((3600 / scale)) -rss_limit_mb=2048 -malloc_limit_mb=256 \
+    check "fuzz $name" "$target" -runs=$runs -max_total_time=$((fuzz_max_s / scale)) -rss_limit_mb=2048 -malloc_limit_mb=256 \
         -max_len=65536 -print_final_stats=1 "$work" "tests/fuzz/corpus/$name"
     rm -rf "$work"
 done
