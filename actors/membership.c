@@ -174,8 +174,9 @@ s_handle_request (mb_server_t *server, zframe_t *route, zframe_t *ctx_frame,
 {
     mb_request_t request = { .route = route, .req_frame = req_frame, .op = "" };
     const char *why = NULL;
-    proto_msg_t *ctx = proto_msg_decode_stage (zframe_data (ctx_frame), zframe_size (ctx_frame), &why);
-    request.req = proto_msg_decode (zframe_data (req_frame), zframe_size (req_frame), &why);
+    const char *inbox = server->config->membership_endpoint;
+    proto_msg_t *ctx = stage_decode (inbox, &proto_stage_limits, ctx_frame, &why);
+    request.req = stage_decode (inbox, &proto_client_limits, req_frame, &why);
     if (request.req) {
         proto_msg_u64 (request.req, "rid", &request.rid);
         proto_msg_str (request.req, "op", &request.op, &request.op_len);

@@ -143,6 +143,7 @@ s_self_destroy (self_t **self_p)
         zlistx_destroy (&self->pending);
         store_batch_destroy (&self->batch);
         free (self->undo);
+        free (self->changed);
         proto_writer_destroy (&self->writer);
         proto_writer_destroy (&self->record);
         proto_writer_destroy (&self->event);
@@ -195,7 +196,8 @@ pst_position (self_t *self, uint64_t tenant, uint64_t ch, uint64_t user)
     position_t *position = (position_t *) zhashx_lookup (self->positions, key);
     if (position)
         return position;
-    if (zhashx_size (self->positions) > CACHE_MAX && store_batch_count (self->batch) == 0)
+    if (zhashx_size (self->positions) > CACHE_MAX && store_batch_count (self->batch) == 0
+    &&  self->changed_size == 0)
         zhashx_purge (self->positions);
     position = (position_t *) zmalloc (sizeof (position_t));
     uint8_t store_key [17];
@@ -246,15 +248,36 @@ pst_position_stage (self_t *self, uint64_t tenant, uint64_t ch, uint64_t user,
         position->delivered = delivered;
     if (position->delivered < position->read)
         position->delivered = position->read;
-    proto_writer_reset (self->record);
-    proto_writer_map_begin (self->record);
-    proto_writer_kv_u64 (self->record, "r", position->read);
-    proto_writer_kv_u64 (self->record, "d", position->delivered);
-    proto_writer_map_end (self->record);
-    uint8_t key [17];
-    pst_key_position (key, ch, user);
-    store_batch_put (self->batch, tenant, key, 17,
-                     proto_writer_data (self->record), proto_writer_size (self->record));
+    if (position->staged)
+        return;                 //  written once, with its last value, at the commit
+    if (self->changed_size == self->changed_max) {
+        self->changed_max = self->changed_max? self->changed_max * 2: 256;
+        self->changed = (changed_position_t *) realloc (self->changed,
+                            self->changed_max * sizeof (changed_position_t));
+        assert (self->changed);
+    }
+    self->changed [self->changed_size++] = (changed_position_t) { tenant, ch, user, position };
+    position->staged = true;
+}
+
+//  Puts every position the batch changed into it, once each
+static void
+s_positions_put (self_t *self)
+{
+    for (size_t i = 0; i < self->changed_size; i++) {
+        changed_position_t *changed = &self->changed [i];
+        proto_writer_reset (self->record);
+        proto_writer_map_begin (self->record);
+        proto_writer_kv_u64 (self->record, "r", changed->position->read);
+        proto_writer_kv_u64 (self->record, "d", changed->position->delivered);
+        proto_writer_map_end (self->record);
+        uint8_t key [17];
+        pst_key_position (key, changed->ch, changed->user);
+        store_batch_put (self->batch, changed->tenant, key, 17,
+                         proto_writer_data (self->record), proto_writer_size (self->record));
+        changed->position->staged = false;
+    }
+    self->changed_size = 0;
 }
 
 //  --------------------------------------------------------------------------
@@ -356,6 +379,7 @@ s_commit_failed (self_t *self, char *err)
 void
 pst_commit (self_t *self)
 {
+    s_positions_put (self);
     if (zlistx_size (self->pending) == 0 && store_batch_count (self->batch) == 0)
         return;
 #ifdef CHORUS_UNSAFE_EARLY_ACK
@@ -770,8 +794,9 @@ s_handle_message (self_t *self, zmsg_t *msg)
     zframe_t *ctx = zmsg_pop (msg);
     zframe_t *req = zmsg_pop (msg);
     if (request.route && ctx && req) {
-        request.ctx = proto_msg_decode_stage (zframe_data (ctx), zframe_size (ctx), NULL);
-        request.req = proto_msg_decode (zframe_data (req), zframe_size (req), NULL);
+        const char *inbox = self->config->persistence_endpoint;
+        request.ctx = stage_decode (inbox, &proto_stage_limits, ctx, NULL);
+        request.req = stage_decode (inbox, &proto_client_limits, req, NULL);
     }
     if (request.ctx && request.req) {
         proto_msg_u64 (request.req, "rid", &request.rid);

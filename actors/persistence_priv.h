@@ -43,7 +43,14 @@ typedef struct {
 typedef struct {
     uint64_t read;              //  read up to this seq
     uint64_t delivered;         //  delivered up to this seq
+    bool staged;                //  changed in this batch: in self->changed
 } position_t;
+
+//  A position the batch changed, written once at the commit
+typedef struct {
+    uint64_t tenant, ch, user;  //  whose
+    position_t *position;       //  the cached position (stays until the commit)
+} changed_position_t;
 
 typedef struct {
     zsock_t *pipe;              //  actor pipe
@@ -60,6 +67,9 @@ typedef struct {
     undo_t *undo;               //  cache changes to roll back on failure
     size_t undo_size;           //  entries in undo
     size_t undo_max;            //  capacity of undo
+    changed_position_t *changed;    //  positions to write at the commit
+    size_t changed_size;        //  entries in changed
+    size_t changed_max;         //  capacity of changed
     zhashx_t *staged;           //  "tn/uid/cmid" -> staged_send_t
     proto_writer_t *writer;     //  scratch writer for replies
     proto_writer_t *record;     //  scratch writer for records

@@ -12,6 +12,17 @@
 //  --------------------------------------------------------------------------
 //  A PULL inbox bound to endpoint
 
+proto_msg_t *
+stage_decode (const char *endpoint, const proto_limits_t *limits, zframe_t *frame,
+              const char **why)
+{
+    if (strncmp (endpoint, "inproc://", 9) == 0)
+        return proto_msg_decode_trusted (zframe_data (frame), zframe_size (frame), why);
+    return limits == &proto_client_limits
+         ? proto_msg_decode (zframe_data (frame), zframe_size (frame), why)
+         : proto_msg_decode_stage (zframe_data (frame), zframe_size (frame), why);
+}
+
 zsock_t *
 stage_inbox_new (const stage_config_t *config, const char *endpoint)
 {

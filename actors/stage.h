@@ -89,6 +89,14 @@ void
 bool
     stage_actor_command (zsock_t *pipe);
 
+//  Decodes a frame that reached the inbox at endpoint. An inproc inbox
+//  hears only stages of this process, whose frames were validated where
+//  they entered (ingest) or built by our writers: no second scan. Any
+//  other inbox validates within limits (client or stage limits).
+proto_msg_t *
+    stage_decode (const char *endpoint, const proto_limits_t *limits, zframe_t *frame,
+                  const char **why);
+
 //  Crash testing: with CHORUS_KILL_AT=<point>:<odds> in the environment,
 //  the process kills itself with SIGKILL at that named point with
 //  probability 1/odds. Points: before_write, after_write, mid_acks,

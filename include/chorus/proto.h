@@ -103,13 +103,19 @@ size_t
 typedef struct _proto_msg_t proto_msg_t;
 
 //  Validate and decode one message. Returns NULL on malformed input and
-//  sets *why. The message keeps a copy of nothing: msgpack-c's zone owns
-//  the decoded tree; strings point into it.
+//  sets *why. The message keeps its own copy of the bytes (the caller may
+//  free its buffer at once); decoded strings point into that copy.
 proto_msg_t *
     proto_msg_decode (const void *data, size_t size, const char **why);
 //  Decode a frame from another stage, with proto_stage_limits
 proto_msg_t *
     proto_msg_decode_stage (const void *data, size_t size, const char **why);
+//  Decode a frame without the validating scan: only for bytes that were
+//  validated where they entered the process (ingest) or built by our own
+//  writers, and reached this stage over inproc. Still bounded by the stage
+//  frame size; NULL if msgpack-c cannot decode a map from them.
+proto_msg_t *
+    proto_msg_decode_trusted (const void *data, size_t size, const char **why);
 //  Destroy a decoded message; nulls the reference
 void
     proto_msg_destroy (proto_msg_t **self_p);
