@@ -735,12 +735,21 @@ class Receiver(threading.Thread):
                 if "ev" in payload:
                     self.backlog.append((self.gen, payload))
 
-    def final_sync(self, heads, timeout=15):
-        """Syncs, then waits (bounded) until the replica has caught up with
-        heads: the last events of a run may have been lost with a process"""
+    def final_sync(self, heads, timeout=15, cap=600):
+        """Syncs, then waits until the replica has caught up with heads (the
+        last events of a run may have been lost with a process): bounded by
+        timeout seconds without progress, and cap in all (a long run can
+        leave a receiver far behind: it syncs page by page)"""
         self.want_sync.set()
-        assert wait_until(lambda: self.replica.caught_up(heads), timeout), \
-            "%s never caught up: %r < %r" % (self.replica.name, self.replica.checkpoint, heads)
+        start = time.time()
+        while True:
+            before = sum(self.replica.checkpoint.values())
+            if wait_until(lambda: self.replica.caught_up(heads), timeout):
+                return
+            stuck = sum(self.replica.checkpoint.values()) == before
+            assert not stuck and time.time() - start < cap, \
+                "%s never caught up: %r < %r" % (self.replica.name, self.replica.checkpoint, heads)
+            self.want_sync.set()
 
 
 def stop_receivers(receivers):
