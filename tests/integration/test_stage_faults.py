@@ -621,7 +621,7 @@ class Receiver(threading.Thread):
         self.sock = None
         self.gen = 0
         self.rid = 0
-        self.backlog = []
+        self.backlog = collections.deque()
         self.caught_up_at = []      # when a (re)authenticated session finished its sync
         self.counts = collections.Counter()
 
@@ -690,7 +690,7 @@ class Receiver(threading.Thread):
 
     def _drain_backlog(self):
         while self.backlog:
-            gen, ev = self.backlog.pop(0)
+            gen, ev = self.backlog.popleft()
             if self.replica.on_live(gen, ev):
                 self._sync()
 
@@ -705,7 +705,7 @@ class Receiver(threading.Thread):
                 if self.sock:
                     self.sock.close()
                     self.sock = None
-                    self.backlog = []
+                    self.backlog = collections.deque()
                 time.sleep(0.02)
                 continue
             if self.sock is None:
@@ -748,7 +748,9 @@ class Receiver(threading.Thread):
                 return
             stuck = sum(self.replica.checkpoint.values()) == before
             assert not stuck and time.time() - start < cap, \
-                "%s never caught up: %r < %r" % (self.replica.name, self.replica.checkpoint, heads)
+                "%s never caught up: %r < %r (alive %s, backlog %d, errors %r, %r)" % (
+                    self.replica.name, self.replica.checkpoint, heads, self.is_alive(),
+                    len(self.backlog), self.replica.errors[:3], dict(self.replica.stats))
             self.want_sync.set()
 
 
@@ -1011,7 +1013,7 @@ class WsClient:
         self.replica = Replica("ws-" + handle, channels)
         self.rid = 0
         self.gen = 0
-        self.backlog = []
+        self.backlog = collections.deque()
         self.outstanding = None         # [cmid, ch, body, rid, deadline]
         self.caught_up_at = []
         self.counts = collections.Counter()
@@ -1069,7 +1071,7 @@ class WsClient:
         """Authenticated and synced: live events, sends, gap syncs"""
         while not stop.is_set():
             while self.backlog:
-                gen, ev = self.backlog.pop(0)
+                gen, ev = self.backlog.popleft()
                 if self.replica.on_live(gen, ev):
                     await self._sync(ws)
             now = time.time()
@@ -1125,7 +1127,7 @@ class WsClient:
                 await self._serve(ws, stop)
             except errors:
                 self.counts["disconnected"] += 1
-                self.backlog = []
+                self.backlog = collections.deque()
             finally:
                 await ws.close()
 
