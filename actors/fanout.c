@@ -340,13 +340,30 @@ s_recipient_deliver (self_t *self, audience_t *audience, uint64_t uid, uint64_t 
         s_seat_deliver (self, &user->seats [i], notify);
 }
 
+//  The recipient records of an event's meta (none if it has no recips);
+//  false if they are not a bin of whole records
+static bool
+s_recips_get (proto_msg_t *meta, const uint8_t **records, size_t *size)
+{
+    const void *data = NULL;
+    *size = 0;
+    if (proto_msg_get (meta, "recips")
+    &&  !proto_map_bin (proto_msg_root (meta), "recips", &data, size))
+        return false;
+    *records = (const uint8_t *) data;
+    return *size % STAGE_RECIP_SIZE == 0;
+}
+
 //  Delivers one event to every online session of its recipients
 static void
 s_handle_event (self_t *self, zframe_t *meta_frame, zframe_t *event)
 {
     proto_msg_t *meta = proto_msg_decode_stage (zframe_data (meta_frame), zframe_size (meta_frame), NULL);
-    if (!meta) {
+    const uint8_t *records = NULL;
+    size_t size = 0;
+    if (!meta || !s_recips_get (meta, &records, &size)) {
         zsys_warning ("fanout: malformed event meta");
+        proto_msg_destroy (&meta);
         return;
     }
     audience_t audience = { .ctype = "" };
@@ -355,13 +372,10 @@ s_handle_event (self_t *self, zframe_t *meta_frame, zframe_t *event)
     proto_msg_str (meta, "ctype", &audience.ctype, &audience.ctype_len);
     audience.mentions = proto_msg_get (meta, "mentions");
     self->event++;
-    const msgpack_object *recips = proto_msg_get (meta, "recips");
-    for (uint32_t i = 0; recips && recips->type == MSGPACK_OBJECT_ARRAY
-                         && i < recips->via.array.size; i++) {
-        const msgpack_object *recip = &recips->via.array.ptr [i];
-        if (recip->type == MSGPACK_OBJECT_ARRAY && recip->via.array.size == 2)
-            s_recipient_deliver (self, &audience, recip->via.array.ptr [0].via.u64,
-                                 recip->via.array.ptr [1].via.u64);
+    for (size_t at = 0; at < size; at += STAGE_RECIP_SIZE) {
+        uint64_t uid, flags;
+        stage_recip_get (records + at, &uid, &flags);
+        s_recipient_deliver (self, &audience, uid, flags);
     }
     s_deliveries_send (self, event);
     proto_msg_destroy (&meta);
