@@ -7,63 +7,95 @@
     =========================================================================
 */
 #include "fanout.h"
+#include "fanout_table.h"
 
-//  An online session
+//  A peer (an edge or an integrator), interned on its first session up; it
+//  gathers the sids of the event being delivered
 typedef struct {
-    char *key;                  //  route hex (table key)
-    char *user_key;             //  "tn/uid" of its user
-    zframe_t *identity;         //  its peer's identity
-    uint64_t sid;               //  session id on the peer
-} session_t;
-
-//  Deliveries being gathered for one peer
-typedef struct {
-    zframe_t *identity;         //  the peer
+    char *key;                  //  identity hex (peers table key)
+    zframe_t *identity;         //  routing identity
+    size_t sessions;            //  online sessions on this peer
+    uint64_t event;             //  event its writers were last opened for
     proto_writer_t *sids;       //  sessions to deliver to (open array)
     proto_writer_t *notify;     //  sessions to notify (open array)
-} batch_t;
+} peer_t;
+
+//  One of a user's online sessions, as the event loop walks them
+typedef struct {
+    peer_t *peer;               //  its peer
+    uint64_t sid;               //  session id on the peer
+} seat_t;
+
+//  A user with sessions online
+typedef struct {
+    seat_t *seats;              //  its sessions
+    size_t size;                //  seats in use
+    size_t capacity;            //  seats allocated
+    uint64_t event;             //  event it was last delivered (duplicate recips)
+} user_t;
+
+//  An online session, by route
+typedef struct {
+    char *key;                  //  route hex (sessions table key)
+    uint64_t tenant;            //  its user's tenant id
+    uint64_t user;              //  its user's id
+    peer_t *peer;               //  its peer
+    uint64_t sid;               //  session id on the peer
+} session_t;
 
 typedef struct {
     zsock_t *pipe;              //  actor pipe
     zsock_t *inbox;             //  events and session changes
     zsock_t *broker;            //  deliveries
     zhashx_t *sessions;         //  route hex -> session_t
-    zhashx_t *users;            //  "tn/uid" -> zlistx_t of session_t
-    zhashx_t *batches;          //  identity hex -> batch_t, per event
+    zhashx_t *peers;            //  identity hex -> peer_t
+    fanout_table_t *users;      //  (tn, uid) -> user_t
+    peer_t **touched;           //  peers with sids for this event
+    size_t touched_size;        //  peers in touched
+    size_t touched_capacity;    //  room in touched
+    uint64_t event;             //  events handled (stamps peers and users)
     bool failed;                //  could not start
     uint64_t delivered;         //  session deliveries made
 } self_t;
 
 static void
-s_session_destroy (void **item)
+s_peer_destroy (peer_t **self_p)
+{
+    peer_t *peer = *self_p;
+    if (peer) {
+        free (peer->key);
+        zframe_destroy (&peer->identity);
+        proto_writer_destroy (&peer->sids);
+        proto_writer_destroy (&peer->notify);
+        free (peer);
+        *self_p = NULL;
+    }
+}
+
+static void
+s_peer_free (void **item)
+{
+    s_peer_destroy ((peer_t **) item);
+}
+
+static void
+s_session_free (void **item)
 {
     session_t *session = (session_t *) *item;
     if (session) {
         free (session->key);
-        free (session->user_key);
-        zframe_destroy (&session->identity);
         free (session);
         *item = NULL;
     }
 }
 
 static void
-s_list_destroy (void **item)
+s_user_free (void *item, void *arg)
 {
-    zlistx_destroy ((zlistx_t **) item);
-}
-
-static void
-s_batch_destroy (void **item)
-{
-    batch_t *batch = (batch_t *) *item;
-    if (batch) {
-        zframe_destroy (&batch->identity);
-        proto_writer_destroy (&batch->sids);
-        proto_writer_destroy (&batch->notify);
-        free (batch);
-        *item = NULL;
-    }
+    (void) arg;
+    user_t *user = (user_t *) item;
+    free (user->seats);
+    free (user);
 }
 
 //  --------------------------------------------------------------------------
@@ -88,11 +120,10 @@ s_self_new (zsock_t *pipe, const stage_config_t *config)
     self->inbox = stage_inbox_new (config, config->fanout_endpoint);
     self->broker = stage_outbox_new (config, config->broker_endpoint, false);
     self->sessions = zhashx_new ();
-    zhashx_set_destructor (self->sessions, s_session_destroy);
-    self->users = zhashx_new ();
-    zhashx_set_destructor (self->users, s_list_destroy);
-    self->batches = zhashx_new ();
-    zhashx_set_destructor (self->batches, s_batch_destroy);
+    zhashx_set_destructor (self->sessions, s_session_free);
+    self->peers = zhashx_new ();
+    zhashx_set_destructor (self->peers, s_peer_free);
+    self->users = fanout_table_new ();
     if (!self->inbox || !self->broker)
         self->failed = true;
     else
@@ -100,42 +131,106 @@ s_self_new (zsock_t *pipe, const stage_config_t *config)
     return self;
 }
 
+//  Forgets every session, user and peer
+static void
+s_forget_all (self_t *self)
+{
+    zhashx_purge (self->sessions);
+    fanout_table_purge (self->users, s_user_free, NULL);
+    zhashx_purge (self->peers);
+}
+
 static void
 s_self_destroy (self_t **self_p)
 {
     self_t *self = *self_p;
     if (self) {
+        s_forget_all (self);
         zsock_destroy (&self->inbox);
         zsock_destroy (&self->broker);
-        zhashx_destroy (&self->users);
         zhashx_destroy (&self->sessions);
-        zhashx_destroy (&self->batches);
+        zhashx_destroy (&self->peers);
+        fanout_table_destroy (&self->users);
+        free (self->touched);
         free (self);
         *self_p = NULL;
     }
 }
 
-//  Forgets a session
+//  The peer of an identity, interned on first use
+static peer_t *
+s_peer_intern (self_t *self, const byte *identity, size_t size)
+{
+    zframe_t *frame = zframe_new (identity, size);
+    char *key = zframe_strhex (frame);
+    peer_t *peer = (peer_t *) zhashx_lookup (self->peers, key);
+    if (peer) {
+        zframe_destroy (&frame);
+        free (key);
+    }
+    else {
+        peer = (peer_t *) zmalloc (sizeof (peer_t));
+        peer->key = key;
+        peer->identity = frame;
+        peer->sids = proto_writer_new ();
+        peer->notify = proto_writer_new ();
+        zhashx_insert (self->peers, key, peer);
+    }
+    return peer;
+}
+
+//  Removes the session's seat from its user; forgets the user with its last
+static void
+s_seat_remove (self_t *self, session_t *session)
+{
+    user_t *user = (user_t *) fanout_table_lookup (self->users, session->tenant, session->user);
+    if (!user)
+        return;
+    for (size_t i = 0; i < user->size; i++)
+        if (user->seats [i].peer == session->peer && user->seats [i].sid == session->sid) {
+            user->seats [i] = user->seats [--user->size];
+            break;
+        }
+    if (user->size == 0)
+        s_user_free (fanout_table_delete (self->users, session->tenant, session->user), NULL);
+}
+
+//  Adds the session's seat to its user, made on its first session
+static void
+s_seat_add (self_t *self, session_t *session)
+{
+    user_t *user = (user_t *) fanout_table_lookup (self->users, session->tenant, session->user);
+    if (!user) {
+        user = (user_t *) zmalloc (sizeof (user_t));
+        user->event = self->event;
+        fanout_table_insert (self->users, session->tenant, session->user, user);
+    }
+    if (user->size == user->capacity) {
+        user->capacity = user->capacity? user->capacity * 2: 2;
+        user->seats = (seat_t *) realloc (user->seats, user->capacity * sizeof (seat_t));
+        assert (user->seats);
+    }
+    user->seats [user->size++] = (seat_t) { session->peer, session->sid };
+}
+
+//  Forgets a session (nothing if it is not known)
 static void
 s_session_down (self_t *self, zframe_t *route)
 {
     char *key = zframe_strhex (route);
     session_t *session = (session_t *) zhashx_lookup (self->sessions, key);
     if (session) {
-        zlistx_t *list = (zlistx_t *) zhashx_lookup (self->users, session->user_key);
-        if (list) {
-            void *handle = zlistx_find (list, session);
-            if (handle)
-                zlistx_delete (list, handle);
-            if (zlistx_size (list) == 0)
-                zhashx_delete (self->users, session->user_key);
-        }
+        s_seat_remove (self, session);
+        peer_t *peer = session->peer;
         zhashx_delete (self->sessions, key);
+        if (--peer->sessions == 0)
+            zhashx_delete (self->peers, peer->key);
     }
     free (key);
 }
 
-//  Records a session as online for (tn, uid)
+//  Records a session as online for (tn, uid); an UP for a known route
+//  replaces it
 static void
 s_session_up (self_t *self, zframe_t *route, zframe_t *who)
 {
@@ -153,60 +248,61 @@ s_session_up (self_t *self, zframe_t *route, zframe_t *who)
     s_session_down (self, route);
     session_t *session = (session_t *) zmalloc (sizeof (session_t));
     session->key = zframe_strhex (route);
-    session->user_key = zsys_sprintf ("%" PRIu64 "/%" PRIu64, tenant, user);
-    session->identity = zframe_new (data + 1, data [0]);
+    session->tenant = tenant;
+    session->user = user;
+    session->peer = s_peer_intern (self, data + 1, data [0]);
+    session->peer->sessions++;
     for (int i = 0; i < 8; i++)
         session->sid = (session->sid << 8) | data [1 + data [0] + i];
     zhashx_insert (self->sessions, session->key, session);
-    zlistx_t *list = (zlistx_t *) zhashx_lookup (self->users, session->user_key);
-    if (!list) {
-        list = zlistx_new ();
-        zhashx_insert (self->users, session->user_key, list);
-    }
-    zlistx_add_end (list, session);
+    s_seat_add (self, session);
 }
 
-//  Adds one session to the delivery for its peer
+//  Adds one session to its peer's delivery for this event
 static void
-s_batch_add (self_t *self, session_t *session, bool notify)
+s_seat_deliver (self_t *self, seat_t *seat, bool notify)
 {
-    char *key = zframe_strhex (session->identity);
-    batch_t *batch = (batch_t *) zhashx_lookup (self->batches, key);
-    if (!batch) {
-        batch = (batch_t *) zmalloc (sizeof (batch_t));
-        batch->identity = zframe_dup (session->identity);
-        batch->sids = proto_writer_new ();
-        batch->notify = proto_writer_new ();
-        proto_writer_array_begin (batch->sids);
-        proto_writer_array_begin (batch->notify);
-        zhashx_insert (self->batches, key, batch);
+    peer_t *peer = seat->peer;
+    if (peer->event != self->event) {
+        peer->event = self->event;
+        proto_writer_reset (peer->sids);
+        proto_writer_reset (peer->notify);
+        proto_writer_array_begin (peer->sids);
+        proto_writer_array_begin (peer->notify);
+        if (self->touched_size == self->touched_capacity) {
+            self->touched_capacity = self->touched_capacity? self->touched_capacity * 2: 16;
+            self->touched = (peer_t **) realloc (self->touched,
+                                                 self->touched_capacity * sizeof (peer_t *));
+            assert (self->touched);
+        }
+        self->touched [self->touched_size++] = peer;
     }
-    free (key);
-    proto_writer_u64 (batch->sids, session->sid);
+    proto_writer_u64 (peer->sids, seat->sid);
     if (notify)
-        proto_writer_u64 (batch->notify, session->sid);
+        proto_writer_u64 (peer->notify, seat->sid);
+    self->delivered++;
 }
 
 //  Sends one delivery per peer gathered for an event
 static void
-s_batches_send (self_t *self, zframe_t *event)
+s_deliveries_send (self_t *self, zframe_t *event)
 {
-    for (batch_t *batch = (batch_t *) zhashx_first (self->batches); batch;
-         batch = (batch_t *) zhashx_next (self->batches)) {
-        proto_writer_array_end (batch->sids);
-        proto_writer_array_end (batch->notify);
+    for (size_t i = 0; i < self->touched_size; i++) {
+        peer_t *peer = self->touched [i];
+        proto_writer_array_end (peer->sids);
+        proto_writer_array_end (peer->notify);
         zmsg_t *msg = zmsg_new ();
         zmsg_addstr (msg, STAGE_DELIVERY);
-        zmsg_append (msg, &(zframe_t *) { zframe_dup (batch->identity) });
+        zmsg_append (msg, &(zframe_t *) { zframe_dup (peer->identity) });
         zmsg_append (msg, &(zframe_t *) { zframe_dup (event) });
-        zmsg_addmem (msg, proto_writer_data (batch->sids), proto_writer_size (batch->sids));
-        zmsg_addmem (msg, proto_writer_data (batch->notify), proto_writer_size (batch->notify));
+        zmsg_addmem (msg, proto_writer_data (peer->sids), proto_writer_size (peer->sids));
+        zmsg_addmem (msg, proto_writer_data (peer->notify), proto_writer_size (peer->notify));
         if (zmsg_send (&msg, self->broker)) {
             zmsg_destroy (&msg);
             zsys_warning ("fanout: broker is not taking deliveries; dropped one");
         }
     }
-    zhashx_purge (self->batches);
+    self->touched_size = 0;
 }
 
 static bool
@@ -220,44 +316,68 @@ s_mentioned (const msgpack_object *mentions, uint64_t user)
     return false;
 }
 
+//  What an event's meta says about its recipients
+typedef struct {
+    uint64_t tenant;            //  tenant id
+    uint64_t author;            //  author, 0 if none
+    const char *ctype;          //  channel type (not terminated)
+    size_t ctype_len;           //  its length
+    const msgpack_object *mentions;     //  array of uids, or NULL
+} audience_t;
+
+//  Delivers the event to every online session of one recipient, once
+static void
+s_recipient_deliver (self_t *self, audience_t *audience, uint64_t uid, uint64_t flags)
+{
+    user_t *user = (user_t *) fanout_table_lookup (self->users, audience->tenant, uid);
+    if (!user || user->event == self->event)
+        return;                 //  offline, or listed twice
+    user->event = self->event;
+    bool notify = fanout_should_notify (audience->ctype, audience->ctype_len, uid,
+                                        audience->author, flags,
+                                        s_mentioned (audience->mentions, uid));
+    for (size_t i = 0; i < user->size; i++)
+        s_seat_deliver (self, &user->seats [i], notify);
+}
+
+//  The recipient records of an event's meta (none if it has no recips);
+//  false if they are not a bin of whole records
+static bool
+s_recips_get (proto_msg_t *meta, const uint8_t **records, size_t *size)
+{
+    const void *data = NULL;
+    *size = 0;
+    if (proto_msg_get (meta, "recips")
+    &&  !proto_map_bin (proto_msg_root (meta), "recips", &data, size))
+        return false;
+    *records = (const uint8_t *) data;
+    return *size % STAGE_RECIP_SIZE == 0;
+}
+
 //  Delivers one event to every online session of its recipients
 static void
 s_handle_event (self_t *self, zframe_t *meta_frame, zframe_t *event)
 {
     proto_msg_t *meta = proto_msg_decode_stage (zframe_data (meta_frame), zframe_size (meta_frame), NULL);
-    if (!meta) {
+    const uint8_t *records = NULL;
+    size_t size = 0;
+    if (!meta || !s_recips_get (meta, &records, &size)) {
         zsys_warning ("fanout: malformed event meta");
+        proto_msg_destroy (&meta);
         return;
     }
-    uint64_t tenant = 0, author = 0;
-    const char *ctype = "";
-    size_t ctype_len = 0;
-    proto_msg_u64 (meta, "tn", &tenant);
-    proto_msg_u64 (meta, "author", &author);
-    proto_msg_str (meta, "ctype", &ctype, &ctype_len);
-    const msgpack_object *recips = proto_msg_get (meta, "recips");
-    const msgpack_object *mentions = proto_msg_get (meta, "mentions");
-    for (uint32_t i = 0; recips && recips->type == MSGPACK_OBJECT_ARRAY
-                         && i < recips->via.array.size; i++) {
-        const msgpack_object *recip = &recips->via.array.ptr [i];
-        if (recip->type != MSGPACK_OBJECT_ARRAY || recip->via.array.size != 2)
-            continue;
-        uint64_t user = recip->via.array.ptr [0].via.u64;
-        uint64_t flags = recip->via.array.ptr [1].via.u64;
-        char user_key [48];
-        snprintf (user_key, sizeof (user_key), "%" PRIu64 "/%" PRIu64, tenant, user);
-        zlistx_t *list = (zlistx_t *) zhashx_lookup (self->users, user_key);
-        if (!list)
-            continue;
-        bool notify = fanout_should_notify (ctype, ctype_len, user, author, flags,
-                                            s_mentioned (mentions, user));
-        for (session_t *session = (session_t *) zlistx_first (list); session;
-             session = (session_t *) zlistx_next (list)) {
-            s_batch_add (self, session, notify);
-            self->delivered++;
-        }
+    audience_t audience = { .ctype = "" };
+    proto_msg_u64 (meta, "tn", &audience.tenant);
+    proto_msg_u64 (meta, "author", &audience.author);
+    proto_msg_str (meta, "ctype", &audience.ctype, &audience.ctype_len);
+    audience.mentions = proto_msg_get (meta, "mentions");
+    self->event++;
+    for (size_t at = 0; at < size; at += STAGE_RECIP_SIZE) {
+        uint64_t uid, flags;
+        stage_recip_get (records + at, &uid, &flags);
+        s_recipient_deliver (self, &audience, uid, flags);
     }
-    s_batches_send (self, event);
+    s_deliveries_send (self, event);
     proto_msg_destroy (&meta);
 }
 
@@ -279,10 +399,8 @@ s_handle_inbox (self_t *self)
     if (kind && streq (kind, STAGE_DOWN) && first)
         s_session_down (self, first);
     else
-    if (kind && streq (kind, STAGE_RESET)) {
-        zhashx_purge (self->users);
-        zhashx_purge (self->sessions);
-    }
+    if (kind && streq (kind, STAGE_RESET))
+        s_forget_all (self);
     else
         zsys_warning ("fanout: unknown inbox message");
     free (kind);

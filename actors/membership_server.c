@@ -270,34 +270,42 @@ mb_write_channel (proto_writer_t *writer, mb_member_t *member, uint64_t now)
     proto_writer_map_end (writer);
 }
 
-//  Writes one [uid, flags] pair; quiet pairs are flagged muted, so that
+//  Writes one recipient record; quiet ones are flagged muted, so that
 //  fan-out never notifies anyone of them
 static void
-s_write_recip (proto_writer_t *writer, mb_member_t *member, bool quiet)
+s_put_recip (uint8_t *record, mb_member_t *member, bool quiet)
 {
     uint64_t flags = (member->muted || quiet? STAGE_RECIP_MUTED: 0)
                    | (member->notify_always && !quiet? STAGE_RECIP_NOTIFY_ALWAYS: 0);
-    proto_writer_array_begin (writer);
-    proto_writer_u64 (writer, member->user->id);
-    proto_writer_u64 (writer, flags);
-    proto_writer_array_end (writer);
+    stage_recip_put (record, member->user->id, flags);
 }
 
-//  Writes [[uid, flags]...] for every member but except
+//  Writes the recipient bin of one member
+static void
+s_write_recip (proto_writer_t *writer, mb_member_t *member, bool quiet)
+{
+    s_put_recip (proto_writer_bin_reserve (writer, STAGE_RECIP_SIZE), member, quiet);
+}
+
+//  Writes the recipient bin of every member but except
 static void
 s_write_recips (proto_writer_t *writer, mb_channel_t *channel, uint64_t except, bool quiet)
 {
-    proto_writer_array_begin (writer);
+    size_t count = 0;
+    for (size_t i = 0; i < channel->members.size; i++)
+        count += ((mb_member_t *) channel->members.items [i])->user->id != except;
+    uint8_t *record = proto_writer_bin_reserve (writer, count * STAGE_RECIP_SIZE);
     for (size_t i = 0; i < channel->members.size; i++) {
         mb_member_t *member = (mb_member_t *) channel->members.items [i];
-        if (member->user->id != except)
-            s_write_recip (writer, member, quiet);
+        if (member->user->id != except) {
+            s_put_recip (record, member, quiet);
+            record += STAGE_RECIP_SIZE;
+        }
     }
-    proto_writer_array_end (writer);
 }
 
 //  --------------------------------------------------------------------------
-//  [[uid, flags]...] for every member but except (0 = none)
+//  The recipient bin (stage.h) of every member but except (0 = none)
 
 void
 mb_write_recips (proto_writer_t *writer, mb_channel_t *channel, uint64_t except)
@@ -338,9 +346,7 @@ void
 mb_event_to_member (mb_server_t *self, mb_tenant_t *tenant, mb_member_t *member)
 {
     s_meta_begin (self, tenant, member->channel, 0);
-    proto_writer_array_begin (self->meta);
     s_write_recip (self->meta, member, true);
-    proto_writer_array_end (self->meta);
     s_event_send (self);
 }
 

@@ -95,7 +95,7 @@ void
 //  Write the channel object as member->user sees it at now
 void
     mb_write_channel (proto_writer_t *writer, mb_member_t *member, uint64_t now);
-//  Write an array of [uid, flags] for every member but except (0 = none)
+//  Write the recipient bin (stage.h) of every member but except (0 = none)
 void
     mb_write_recips (proto_writer_t *writer, mb_channel_t *channel, uint64_t except);
 

@@ -736,12 +736,7 @@ s_handle_read (self_t *self, request_t *request)
     proto_writer_kv_u64 (self->meta, "tn", request->tenant);
     proto_writer_kv_u64 (self->meta, "ch", request->ch);
     proto_writer_str (self->meta, "recips");
-    proto_writer_array_begin (self->meta);
-    proto_writer_array_begin (self->meta);
-    proto_writer_u64 (self->meta, request->user);
-    proto_writer_u64 (self->meta, 0);
-    proto_writer_array_end (self->meta);
-    proto_writer_array_end (self->meta);
+    stage_recip_put (proto_writer_bin_reserve (self->meta, STAGE_RECIP_SIZE), request->user, 0);
     proto_writer_map_end (self->meta);
     pst_reply_begin (self, request->rid);
     proto_writer_kv_u64 (self->writer, "ch", request->ch);

@@ -45,6 +45,39 @@ typedef struct {
 #define STAGE_RECIP_MUTED          1
 #define STAGE_RECIP_NOTIFY_ALWAYS  2
 
+//  Recipients in request ctx and event meta ("recips") are one msgpack bin
+//  of records of STAGE_RECIP_SIZE bytes: the uid, 8 bytes little-endian,
+//  then its flags, 1 byte. A stage copies the list as bytes and walks it
+//  without decoding an object per recipient.
+#define STAGE_RECIP_SIZE           9
+
+//  Write one recipient record (spelled out byte by byte, which compilers
+//  turn into one store on little-endian machines)
+static inline void
+stage_recip_put (uint8_t *record, uint64_t uid, uint64_t flags)
+{
+    record [0] = (uint8_t) uid;
+    record [1] = (uint8_t) (uid >> 8);
+    record [2] = (uint8_t) (uid >> 16);
+    record [3] = (uint8_t) (uid >> 24);
+    record [4] = (uint8_t) (uid >> 32);
+    record [5] = (uint8_t) (uid >> 40);
+    record [6] = (uint8_t) (uid >> 48);
+    record [7] = (uint8_t) (uid >> 56);
+    record [8] = (uint8_t) flags;
+}
+
+//  Read one recipient record
+static inline void
+stage_recip_get (const uint8_t *record, uint64_t *uid, uint64_t *flags)
+{
+    *uid = (uint64_t) record [0]       | (uint64_t) record [1] << 8
+         | (uint64_t) record [2] << 16 | (uint64_t) record [3] << 24
+         | (uint64_t) record [4] << 32 | (uint64_t) record [5] << 40
+         | (uint64_t) record [6] << 48 | (uint64_t) record [7] << 56;
+    *flags = record [8];
+}
+
 //  A PULL inbox bound to endpoint; NULL if it cannot bind. On tcp, with
 //  config->curve_dir set, it only accepts CURVE peers zauth allows.
 zsock_t *

@@ -155,6 +155,26 @@ proto_writer_bin (proto_writer_t *self, const void *data, size_t len)
     msgpack_pack_bin_body (&self->packer, data, len);
 }
 
+uint8_t *
+proto_writer_bin_reserve (proto_writer_t *self, size_t len)
+{
+    s_count (self);
+    msgpack_pack_bin (&self->packer, len);
+    msgpack_sbuffer *buffer = &self->buffer;
+    if (buffer->alloc - buffer->size < len) {
+        size_t alloc = buffer->alloc? buffer->alloc * 2: 256;
+        while (alloc - buffer->size < len)
+            alloc *= 2;
+        buffer->data = (char *) realloc (buffer->data, alloc);
+        assert (buffer->data);
+        buffer->alloc = alloc;
+    }
+    uint8_t *body = (uint8_t *) buffer->data + buffer->size;
+    memset (body, 0, len);
+    buffer->size += len;
+    return body;
+}
+
 void
 proto_writer_object (proto_writer_t *self, const msgpack_object *obj)
 {

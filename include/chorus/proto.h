@@ -193,6 +193,10 @@ void
     proto_writer_nil (proto_writer_t *self);
 void
     proto_writer_bin (proto_writer_t *self, const void *data, size_t len);
+//  A bin of len bytes whose body the caller fills in through the pointer
+//  returned (zeroed), before the next write to the writer
+uint8_t *
+    proto_writer_bin_reserve (proto_writer_t *self, size_t len);
 //  Copy a decoded object as it is
 void
     proto_writer_object (proto_writer_t *self, const msgpack_object *obj);

@@ -477,13 +477,14 @@ static void
 s_st_check_recips (proto_msg_t *meta, st_chan_t *c, const char *what)
 {
     const msgpack_object *recips = proto_msg_get (meta, "recips");
-    ST_CHECK (recips && recips->type == MSGPACK_OBJECT_ARRAY, "%s: no recips", what);
+    ST_CHECK (recips && recips->type == MSGPACK_OBJECT_BIN
+              && recips->via.bin.size % STAGE_RECIP_SIZE == 0, "%s: no recips", what);
     unsigned seen = 0;
-    for (uint32_t i = 0; i < recips->via.array.size; i++) {
-        const msgpack_object *pair = &recips->via.array.ptr [i];
-        ST_CHECK (pair->type == MSGPACK_OBJECT_ARRAY && pair->via.array.size == 2,
-                  "%s: a recip is not [uid, flags]", what);
-        uint64_t uid = pair->via.array.ptr [0].via.u64;
+    for (uint32_t i = 0; i < recips->via.bin.size / STAGE_RECIP_SIZE; i++) {
+        uint64_t uid, flags;
+        stage_recip_get ((const uint8_t *) recips->via.bin.ptr + i * STAGE_RECIP_SIZE,
+                         &uid, &flags);
+        (void) flags;
         int u = -1;
         for (int k = 0; k < ST_USERS; k++)
             if (s_st->user_id [k] == uid)

@@ -148,8 +148,9 @@ def test_edit_delete_read_and_unread():
         listed = {c["id"]: c for c in bob.ok("channel_list")["channels"]}
         assert listed[ch]["unread"] == 5 and listed[ch]["head"] == 5
         assert {c["id"]: c for c in alice.ok("channel_list")["channels"]}[ch]["unread"] == 0
-        mention = [e for e in bob.events if e["ev"] == "message" and e["seq"] == 5]
-        assert mention and mention[0]["_notify"] and mention[0]["mentions"] == [ws.uid("bob")]
+        # the event and the replies above travel different paths: wait for it
+        mention = bob.next_event(kind="message", where=lambda e: e["seq"] == 5)
+        assert mention["_notify"] and mention["mentions"] == [ws.uid("bob")]
         alice.ok("delete", ch=ch, seq=2)
         assert bob.call("edit", ch=ch, seq=1, body="hijack")["error"] == "not_author"
         alice.ok("edit", ch=ch, seq=1, body="m0 (edited)")

@@ -134,6 +134,40 @@ test_writer_round_trip (void **state)
     assert_null (writer);
 }
 
+//  A reserved bin is filled in place, and the buffer grows past its first size
+static void
+test_writer_bin_reserve (void **state)
+{
+    (void) state;
+    proto_writer_t *writer = proto_writer_new ();
+    proto_writer_map_begin (writer);
+    proto_writer_str (writer, "small");
+    memcpy (proto_writer_bin_reserve (writer, 3), "abc", 3);
+    proto_writer_str (writer, "large");
+    uint8_t *large = proto_writer_bin_reserve (writer, 100000);
+    for (size_t i = 0; i < 100000; i++)
+        assert_int_equal (large [i], 0);
+    memset (large, 7, 100000);
+    proto_writer_kv_u64 (writer, "after", 42);
+    proto_writer_map_end (writer);
+    proto_msg_t *msg = proto_msg_decode_stage (proto_writer_data (writer),
+                                               proto_writer_size (writer), NULL);
+    assert_non_null (msg);
+    const void *data;
+    size_t len;
+    assert_true (proto_map_bin (proto_msg_root (msg), "small", &data, &len));
+    assert_int_equal (len, 3);
+    assert_memory_equal (data, "abc", 3);
+    assert_true (proto_map_bin (proto_msg_root (msg), "large", &data, &len));
+    assert_int_equal (len, 100000);
+    assert_int_equal (((const uint8_t *) data) [99999], 7);
+    uint64_t after = 0;
+    assert_true (proto_msg_u64 (msg, "after", &after));
+    assert_int_equal (after, 42);
+    proto_msg_destroy (&msg);
+    proto_writer_destroy (&writer);
+}
+
 static void
 test_error_table (void **state)
 {
@@ -166,6 +200,7 @@ main (void)
         cmocka_unit_test (test_depth_and_node_limits),
         cmocka_unit_test (test_utf8),
         cmocka_unit_test (test_writer_round_trip),
+        cmocka_unit_test (test_writer_bin_reserve),
         cmocka_unit_test (test_error_table),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
