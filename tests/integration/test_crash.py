@@ -296,7 +296,10 @@ def test_named_kill_points():
                         deaths[0] += 1
                         server.stop()
                         server.start(wait=False)
-                        server.wait_ready()
+                        try:
+                            server.wait_ready()
+                        except RuntimeError:
+                            pass    # killed at the point again while starting: counted next pass
                     time.sleep(0.05)
             drive(load, load.senders(reads=True), until_deaths)
             assert deaths[0] >= 1, "kill point %s was never reached" % point

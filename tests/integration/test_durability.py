@@ -40,7 +40,6 @@ import zmq
 
 import chorus_harness
 from chorus_harness import Client, Server, Workspace, run
-from test_crash import verify as verify_ledger
 
 CHORUSD_EARLY_ACK = os.environ.get("CHORUSD_EARLY_ACK", "build/tests/chorusd_early_ack")
 SENDS = int(os.environ.get("CHORUS_DURABILITY_SENDS", "10000"))
@@ -52,6 +51,47 @@ MARKER_RE = re.compile(rb"dur:([0-9a-f]{12})")
 
 # ---------------------------------------------------------------------------
 #  A chorusd of a given binary, optionally under strace
+
+
+def verify_ledger(ws, channels, ledger):
+    """Checks the store against the ledger; resends unknown sends first."""
+    clients = {h: ws.login(h) for h in ("alice", "bob", "carol")}
+    for cmid, (ch, body, handle) in list(ledger["unknown"].items()):
+        reply = clients[handle].ok("send", ch=ch, body=body, client_msg_id=cmid)
+        ledger["acked"][cmid] = (ch, reply["seq"], body, handle)
+        del ledger["unknown"][cmid]
+        again = clients[handle].ok("send", ch=ch, body=body, client_msg_id=cmid)
+        assert again["seq"] == reply["seq"] and again["duplicate"]
+    expected = {}
+    for cmid, (ch, seq, body, _) in ledger["acked"].items():
+        assert (ch, seq) not in expected, "two acks for one seq"
+        expected[(ch, seq)] = body
+    reader = clients["alice"]
+    for ch in channels:
+        stored = []
+        after = 0
+        while True:
+            if after:
+                page = reader.ok("history", ch=ch, after=after, limit=200)
+            else:
+                page = reader.ok("history", ch=ch, before=201, limit=200)
+            msgs = page["messages"]
+            stored += msgs
+            if not msgs or not page["has_more_after"]:
+                break
+            after = msgs[-1]["seq"]
+        seqs = [m["seq"] for m in stored]
+        assert seqs == list(range(1, len(seqs) + 1)), "gap or duplicate in channel %d" % ch
+        for m in stored:
+            assert expected.get((ch, m["seq"])) == m["body"], \
+                "message %d/%d is not the acked one (or was never sent)" % (ch, m["seq"])
+        acked_here = sum(1 for (c, _) in expected if c == ch)
+        assert acked_here == len(stored), "acked %d, stored %d" % (acked_here, len(stored))
+    for (handle, ch), read_seq in ledger.get("reads", {}).items():
+        listed = {c["id"]: c for c in clients[handle].ok("channel_list")["channels"]}
+        assert listed[ch]["read_seq"] >= read_seq, "a read position went back"
+    for c in clients.values():
+        c.close()
 
 class Chorusd(Server):
     """Server with a chosen binary; under strace, signals go to chorusd itself."""
