@@ -322,17 +322,17 @@ s_write_some (edge_t *self, struct lws *wsi, edge_conn_t *conn)
     return 0;
 }
 
-//  Writes the ping owed. Its payload is the session id: lws 4.1 passes
-//  no empty pong on (LWS_CALLBACK_RECEIVE_PONG). Returns 0, or -1 if the
-//  connection failed.
+//  Writes the ping owed. Its payload is the session id in 16 hex digits:
+//  lws 4.1 passes no empty pong on (LWS_CALLBACK_RECEIVE_PONG), and checks
+//  a pong's payload as UTF-8 when the last message was text (1007 if not).
+//  Returns 0, or -1 if the connection failed.
 static int
 s_write_ping (edge_t *self, struct lws *wsi, edge_conn_t *conn)
 {
     conn->ping_owed = false;
-    uint8_t *payload = self->batch + LWS_PRE;
-    for (int i = 0; i < 8; i++)
-        payload [i] = (uint8_t) (conn->sid >> (56 - 8 * i));
-    if (lws_write (wsi, payload, 8, LWS_WRITE_PING) < 0)
+    char *payload = (char *) self->batch + LWS_PRE;
+    snprintf (payload, 17, "%016" PRIx64, conn->sid);
+    if (lws_write (wsi, (unsigned char *) payload, 16, LWS_WRITE_PING) < 0)
         return -1;
     self->metrics->pings++;
     return 0;

@@ -1018,6 +1018,8 @@ def _(c):
             raise AssertionError("still open after %d s" % (IDLE_S + 2))
         payload = ws._read(b1 & 0x7f, start + IDLE_S + 2)
         if b0 & 0x0f == OP_PING:
+            #  ASCII: a pong echoing it must pass lws's UTF-8 check
+            assert payload and payload.decode("ascii").isalnum(), payload
             pings += 1
         else:
             raise AssertionError("unexpected frame %#x %r" % (b0, payload))
@@ -1026,10 +1028,13 @@ def _(c):
     return "%d ping(s), dropped (%.2fs)" % (pings, took)
 
 
-@case("T.5", "server B: answer every ping for 2 x idle, then a JSON ping",
+@case("T.5", "server B: a JSON ping, then answer every ping for 2 x idle, then a JSON ping",
       "still open; answer ok", server="B-slow")
 def _(c):
     ws = c.ws("B")
+    #  Text first: lws then checks the pongs' payloads as UTF-8 too
+    ws.send(OP_TEXT, ping_json(50))
+    expect_reply(ws, 50, ok=True)
     start = time.time()
     while time.time() - start < 2 * IDLE_S:
         try:
