@@ -611,25 +611,38 @@ s_keepalive (lws_sorted_usec_list_t *sul)
 
 //  --------------------------------------------------------------------------
 //  Every WebSocket's deadlines are in one timing wheel, ticked by one lws
-//  timer at the wheel's tick boundaries while it holds any
+//  timer only at the ticks whose slot holds links: each wakeup polls every
+//  descriptor, so quiet seconds are skipped
+
+static void
+    s_tick (lws_sorted_usec_list_t *sul);
+
+//  Schedules the tick timer for at_ms
+static void
+s_tick_schedule (edge_t *self, int64_t at_ms)
+{
+    int64_t delay = at_ms - edge_now_ms ();
+    if (delay < 1)
+        delay = 1;
+    self->tick_at = at_ms;
+    lws_sul_schedule (self->context, 0, &self->tick, s_tick, (lws_usec_t) delay * LWS_US_PER_MS);
+}
 
 static void
 s_tick (lws_sorted_usec_list_t *sul)
 {
     edge_t *self = lws_container_of (sul, edge_t, tick);
     edge_ws_expire (self);
-    edge_tick_arm (self);
+    int64_t at = edge_wheel_next_due (self->wheel);
+    if (at >= 0)
+        s_tick_schedule (self, at);
 }
 
 void
-edge_tick_arm (edge_t *self)
+edge_tick_arm (edge_t *self, int64_t at_ms)
 {
-    if (!lws_dll2_is_detached (&self->tick.list) || !edge_wheel_size (self->wheel))
-        return;
-    int64_t delay = edge_wheel_next_tick (self->wheel) - edge_now_ms ();
-    if (delay < 1)
-        delay = 1;
-    lws_sul_schedule (self->context, 0, &self->tick, s_tick, (lws_usec_t) delay * LWS_US_PER_MS);
+    if (lws_dll2_is_detached (&self->tick.list) || at_ms < self->tick_at)
+        s_tick_schedule (self, at_ms);
 }
 
 //  --------------------------------------------------------------------------

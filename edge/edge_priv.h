@@ -72,6 +72,7 @@ typedef struct {
     struct lws_context *context;    //  libwebsockets context
     lws_sorted_usec_list_t keepalive;   //  timer of the ping that keeps this peer alive
     lws_sorted_usec_list_t tick;        //  timer of the wheel's tick
+    int64_t tick_at;            //  when that timer is due (monotonic ms)
     edge_wheel_t *wheel;        //  every WebSocket's next deadline
     struct lws_vhost *vhost;    //  the one vhost
     zsock_t *dealer;            //  DEALER to the broker
@@ -120,10 +121,10 @@ bool
 //  Monotonic milliseconds
 int64_t
     edge_now_ms (void);
-//  Start the wheel's tick timer if the wheel holds a deadline and the
-//  timer is not running
+//  A link was put in the wheel due in the tick starting at at_ms: make the
+//  tick timer come by then
 void
-    edge_tick_arm (edge_t *self);
+    edge_tick_arm (edge_t *self, int64_t at_ms);
 
 //  ---------------------------------------------------------------------
 //  edge_ws.c: WebSocket connections

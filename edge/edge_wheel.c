@@ -173,11 +173,32 @@ edge_wheel_size (edge_wheel_t *self)
 }
 
 //  --------------------------------------------------------------------------
-//  When the next tick starts
+//  When the tick a link is due in starts
 
 int64_t
-edge_wheel_next_tick (edge_wheel_t *self)
+edge_wheel_when (edge_wheel_t *self, const edge_wheel_link_t *link)
 {
     assert (self);
-    return (self->tick + 1) * self->tick_ms;
+    assert (link->next);
+    return link->due * self->tick_ms;
+}
+
+//  --------------------------------------------------------------------------
+//  When the next tick with links in its slot starts, or -1
+
+int64_t
+edge_wheel_next_due (edge_wheel_t *self)
+{
+    assert (self);
+    if (!self->size)
+        return -1;
+    if (self->pending.next != &self->pending)
+        return self->tick * self->tick_ms;      //  a pass was left half done
+    for (int64_t tick = self->tick + 1; tick <= self->tick + EDGE_WHEEL_SLOTS; tick++) {
+        edge_wheel_link_t *slot = s_slot (self, tick);
+        if (slot->next != slot)
+            return tick * self->tick_ms;
+    }
+    assert (false);                             //  size counts what is in slots
+    return -1;
 }

@@ -15,6 +15,7 @@
         edge_wheel_link_t *link;
         while ((link = edge_wheel_expire (wheel, edge_now_ms ())))
             s_handle (edge_wheel_owner (link, edge_conn_t, timer));
+        next_call_at = edge_wheel_next_due (wheel);
     =========================================================================
 */
 #ifndef CHORUS_EDGE_WHEEL_H_INCLUDED
@@ -66,8 +67,13 @@ edge_wheel_link_t *
 //  Links scheduled
 size_t
     edge_wheel_size (edge_wheel_t *self);
-//  When the next tick starts (ms): the time to call edge_wheel_expire again
+//  When the tick a scheduled link is due in starts (ms)
 int64_t
-    edge_wheel_next_tick (edge_wheel_t *self);
+    edge_wheel_when (edge_wheel_t *self, const edge_wheel_link_t *link);
+//  When the next tick whose slot holds links starts (ms), or -1 if the
+//  wheel is empty: the time to call edge_wheel_expire again. Those links
+//  may be due laps later, so it can come early, never late. O(slots).
+int64_t
+    edge_wheel_next_due (edge_wheel_t *self);
 
 #endif

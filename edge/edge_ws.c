@@ -65,7 +65,7 @@ s_schedule (edge_t *self, edge_conn_t *conn)
     int64_t at = conn->close_code || conn->hung_up? 0: s_deadline (self, conn);
     if (at) {
         edge_wheel_add (self->wheel, &conn->timer, at);
-        edge_tick_arm (self);
+        edge_tick_arm (self, edge_wheel_when (self->wheel, &conn->timer));
     }
     else
         edge_wheel_remove (self->wheel, &conn->timer);

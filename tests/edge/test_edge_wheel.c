@@ -80,7 +80,8 @@ test_usage (void **state)
     edge_wheel_add (wheel, &c.timer, 80000);
     assert_int_equal (edge_wheel_size (wheel), 3);
     assert_true (edge_wheel_scheduled (&a.timer));
-    assert_int_equal (edge_wheel_next_tick (wheel), 51000);
+    assert_int_equal (edge_wheel_next_due (wheel), 52000);     //  b's tick
+    assert_int_equal (edge_wheel_when (wheel, &a.timer), 53000);
 
     assert_null (s_expire (wheel, 51999));      //  b is due at 51500: tick 52
     assert_ptr_equal (s_expire (wheel, 52000), &b);
@@ -88,9 +89,10 @@ test_usage (void **state)
     assert_null (s_expire (wheel, 52999));
     assert_ptr_equal (s_expire (wheel, 60000), &a);
     assert_null (s_expire (wheel, 60000));
-    assert_int_equal (edge_wheel_next_tick (wheel), 61000);
+    assert_int_equal (edge_wheel_next_due (wheel), 80000);
     assert_ptr_equal (s_expire (wheel, 80000), &c);
     assert_int_equal (edge_wheel_size (wheel), 0);
+    assert_int_equal (edge_wheel_next_due (wheel), -1);
     edge_wheel_destroy (&wheel);
     assert_null (wheel);
     edge_wheel_destroy (&wheel);                //  twice is fine
@@ -166,8 +168,16 @@ test_laps (void **state)
     edge_wheel_add (wheel, &far.timer, 50 + lap);
     edge_wheel_add (wheel, &farther.timer, 50 + 3 * lap);
     assert_ptr_equal (s_expire (wheel, 50), &near);
+    //  The pass is not over until expire says so: far and farther wait in it
+    assert_int_equal (edge_wheel_next_due (wheel), 50);
+    assert_null (s_expire (wheel, 50));
+    assert_int_equal (edge_wheel_next_due (wheel), 50 + lap);
     assert_null (s_expire (wheel, 49 + lap));
     assert_ptr_equal (s_expire (wheel, 50 + lap), &far);
+    assert_null (s_expire (wheel, 50 + lap));
+    //  farther is two laps on: its slot's next turn comes early, never late
+    assert_int_equal (edge_wheel_next_due (wheel), 50 + 2 * lap);
+    assert_null (s_expire (wheel, 50 + 2 * lap));
     //  A long stall: everything due comes out, late but once
     assert_ptr_equal (s_expire (wheel, 100 * lap), &farther);
     assert_null (s_expire (wheel, 100 * lap));
