@@ -292,8 +292,10 @@ s_context_new (edge_t *self)
     //  lws warns about each bad frame a client sends: only when verbose
     int levels = LLL_ERR | (config->verbose? LLL_WARN | LLL_NOTICE: 0);
     lws_set_log_level (levels, s_lws_log);
-    self->retry.secs_since_valid_ping = (uint16_t) config->ping_interval_s;
-    self->retry.secs_since_valid_hangup = (uint16_t) config->idle_timeout_s;
+    //  No ping or hang-up from lws: it would keep a timer per connection
+    //  in one sorted list (O(n) an insert). The wheel does both. NULL
+    //  would not do: lws 4.1 then applies its default 300 s / 310 s.
+    memset (&self->retry, 0, sizeof (self->retry));
 
     struct lws_context_creation_info info;
     memset (&info, 0, sizeof (info));
@@ -310,7 +312,7 @@ s_context_new (edge_t *self)
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     info.timeout_secs = (unsigned int) config->handshake_timeout_s;
     info.timeout_secs_ah_idle = (unsigned int) config->handshake_timeout_s;
-    info.retry_and_idle_policy = config->idle_timeout_s? &self->retry: NULL;
+    info.retry_and_idle_policy = &self->retry;
     info.pt_serv_buf_size = 32 * 1024;
     info.max_http_header_data = 4096;
     info.keepalive_timeout = 5;
@@ -394,6 +396,7 @@ s_self_new (zsock_t *pipe, const edge_config_t *config)
     self->origins = zlistx_new ();
     zlistx_set_destructor (self->origins, (czmq_destructor *) zstr_free);
     self->metrics = edge_metrics_new ();
+    self->wheel = edge_wheel_new (EDGE_TICK_MS, edge_now_ms ());
     self->writer = proto_writer_new ();
     self->batch = (uint8_t *) malloc (LWS_PRE + EDGE_BATCH_BYTES);
     assert (self->batch);
@@ -435,6 +438,7 @@ s_self_destroy (edge_t **self_p)
     if (self->context)
         lws_context_destroy (self->context);    //  closes every connection
     s_rests_destroy (self);
+    edge_wheel_destroy (&self->wheel);  //  after lws: closing takes conns out
     zhashx_destroy (&self->conns);
     zhashx_destroy (&self->rests);
     zhashx_destroy (&self->wsi_ips);
@@ -561,14 +565,14 @@ s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user,
             return edge_ws_receive (self, wsi, pss, in, len);
         case LWS_CALLBACK_SERVER_WRITEABLE:
             return edge_ws_writeable (self, wsi, pss);
+        case LWS_CALLBACK_RECEIVE_PONG:
+            return edge_ws_pong (self, wsi, pss);
         case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
             return edge_ws_peer_close (self, wsi, pss, in, len);
         case LWS_CALLBACK_CLOSED:
             edge_ws_closed (self, wsi, pss);
             return 0;
         case LWS_CALLBACK_TIMER:
-            if (pss && pss->conn)
-                return edge_ws_timer (self, wsi, pss);
             if (pss && pss->rest)
                 edge_rest_timeout (self, wsi, pss);
             return 0;
@@ -603,6 +607,42 @@ s_keepalive (lws_sorted_usec_list_t *sul)
     edge_broker_send (self, 0, proto_writer_data (self->writer), proto_writer_size (self->writer));
     lws_sul_schedule (self->context, 0, &self->keepalive, s_keepalive,
                       (lws_usec_t) self->config->keepalive_s * LWS_US_PER_SEC);
+}
+
+//  --------------------------------------------------------------------------
+//  Every WebSocket's deadlines are in one timing wheel, ticked by one lws
+//  timer only at the ticks whose slot holds links: each wakeup polls every
+//  descriptor, so quiet seconds are skipped
+
+static void
+    s_tick (lws_sorted_usec_list_t *sul);
+
+//  Schedules the tick timer for at_ms
+static void
+s_tick_schedule (edge_t *self, int64_t at_ms)
+{
+    int64_t delay = at_ms - edge_now_ms ();
+    if (delay < 1)
+        delay = 1;
+    self->tick_at = at_ms;
+    lws_sul_schedule (self->context, 0, &self->tick, s_tick, (lws_usec_t) delay * LWS_US_PER_MS);
+}
+
+static void
+s_tick (lws_sorted_usec_list_t *sul)
+{
+    edge_t *self = lws_container_of (sul, edge_t, tick);
+    edge_ws_expire (self);
+    int64_t at = edge_wheel_next_due (self->wheel);
+    if (at >= 0)
+        s_tick_schedule (self, at);
+}
+
+void
+edge_tick_arm (edge_t *self, int64_t at_ms)
+{
+    if (lws_dll2_is_detached (&self->tick.list) || at_ms < self->tick_at)
+        s_tick_schedule (self, at_ms);
 }
 
 //  --------------------------------------------------------------------------
@@ -943,6 +983,7 @@ static void
 s_shutdown (edge_t *self)
 {
     lws_sul_schedule (self->context, 0, &self->keepalive, NULL, LWS_SET_TIMER_USEC_CANCEL);
+    lws_sul_schedule (self->context, 0, &self->tick, NULL, LWS_SET_TIMER_USEC_CANCEL);
     edge_conn_t *conn = (edge_conn_t *) zhashx_first (self->conns);
     while (conn) {
         edge_ws_close (self, conn, LWS_CLOSE_STATUS_GOINGAWAY, "server stopping",

@@ -54,8 +54,8 @@ typedef struct {
     size_t queue_max_msgs;          //  outgoing queue cap per connection, messages
     size_t queue_max_bytes;         //  outgoing queue cap per connection, bytes
     int max_conns_per_ip;           //  open TCP connections per client address
-    int ping_interval_s;            //  WebSocket ping after this long without a pong
-    int idle_timeout_s;             //  hang up after this long without a valid pong
+    int ping_interval_s;            //  WebSocket ping after this long with nothing received
+    int idle_timeout_s;             //  hang up after this long with nothing received (0: never)
     int handshake_timeout_s;        //  each HTTP/handshake round trip must finish in
     int auth_timeout_s;             //  close a socket still unauthenticated after this
     int keepalive_s;                //  ping the broker this often, keeping the edge's sessions known (0: never)

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "edge_buf.h"
+#include "edge_wheel.h"
 
 typedef struct {
     //  Session state, read and written by edge_ws.c
@@ -32,6 +33,11 @@ typedef struct {
     uint64_t notify_epoch;      //  epoch of the last event it must notify for
     int64_t last_sent;          //  when it last sent to the broker (monotonic ms)
     int64_t unauthed_since;     //  when it last became unauthenticated (ms)
+    int64_t last_rx;            //  when it last received a frame or a pong (ms)
+    edge_wheel_link_t timer;    //  its place in the edge's timing wheel
+    bool pinged;                //  pinged since last_rx
+    bool ping_owed;             //  a ping waits for the socket to be writeable
+    bool hung_up;               //  idle: lws drops it, no close frame
 
     //  The message being received
     uint8_t *rx;                //  bytes received so far

@@ -20,6 +20,7 @@ static const char *s_disconnect_names [EDGE_DISC_COUNT] = {
     [EDGE_DISC_TOO_BIG] = "too_big",
     [EDGE_DISC_AUTH_TIMEOUT] = "auth_timeout",
     [EDGE_DISC_SHUTDOWN] = "shutdown",
+    [EDGE_DISC_IDLE] = "idle",
 };
 
 //  --------------------------------------------------------------------------
@@ -179,6 +180,8 @@ edge_metrics_render (edge_metrics_t *self, json_out_t *out)
               "WebSocket messages written to clients", self->messages_out);
     s_metric (out, "chorus_edge_ws_writes_total", "counter",
               "Writes of WebSocket data, each carrying one or more messages", self->ws_writes);
+    s_metric (out, "chorus_edge_pings_total", "counter",
+              "WebSocket pings sent to connections silent for the ping interval", self->pings);
     s_metric (out, "chorus_edge_invalid_messages_total", "counter",
               "Client messages answered invalid_message by the edge", self->invalid_in);
     s_metric (out, "chorus_edge_not_authed_total", "counter",

@@ -19,6 +19,7 @@ typedef enum {
     EDGE_DISC_TOO_BIG,          //  it sent a message over the cap (1009)
     EDGE_DISC_AUTH_TIMEOUT,     //  it did not authenticate in time (4001)
     EDGE_DISC_SHUTDOWN,         //  the edge is stopping (1001)
+    EDGE_DISC_IDLE,             //  it received nothing for idle_timeout_s (no close frame)
     EDGE_DISC_COUNT
 } edge_disconnect_t;
 
@@ -40,6 +41,7 @@ typedef struct {
     uint64_t messages_in;           //  WebSocket messages received
     uint64_t messages_out;          //  WebSocket messages written
     uint64_t ws_writes;             //  writes of WebSocket data (one or more messages each)
+    uint64_t pings;                 //  WebSocket pings sent to silent connections
     uint64_t invalid_in;            //  messages answered invalid_message by the edge
     uint64_t not_authed;            //  requests answered not_authed by the edge
     uint64_t replies;               //  replies received from the broker

@@ -21,6 +21,7 @@
 #include "edge_buf.h"
 #include "edge_conn.h"
 #include "edge_metrics.h"
+#include "edge_wheel.h"
 #include "json.h"
 
 //  The rid of the edge's own keepalive pings; their replies are not
@@ -32,6 +33,8 @@
 #define EDGE_FRAME_HEADER_MAX   10
 //  Bytes of an HTTP response body written per writeable callback
 #define EDGE_HTTP_CHUNK         (32 * 1024)
+//  The timing wheel's tick: connection deadlines are this precise
+#define EDGE_TICK_MS            1000
 
 typedef struct _edge_rest_t edge_rest_t;
 
@@ -68,6 +71,9 @@ typedef struct {
     const edge_config_t *config;    //  options, owned by the caller
     struct lws_context *context;    //  libwebsockets context
     lws_sorted_usec_list_t keepalive;   //  timer of the ping that keeps this peer alive
+    lws_sorted_usec_list_t tick;        //  timer of the wheel's tick
+    int64_t tick_at;            //  when that timer is due (monotonic ms)
+    edge_wheel_t *wheel;        //  every WebSocket's next deadline
     struct lws_vhost *vhost;    //  the one vhost
     zsock_t *dealer;            //  DEALER to the broker
     void *dealer_handle;        //  its libzmq socket
@@ -84,7 +90,7 @@ typedef struct {
     edge_metrics_t *metrics;    //  counters for /metrics
     proto_writer_t *writer;     //  scratch msgpack writer
     uint8_t *batch;             //  scratch for several frames in one write
-    lws_retry_bo_t retry;       //  WebSocket ping and idle hang-up policy
+    lws_retry_bo_t retry;       //  lws's ping and hang-up policy: none (the wheel's)
     char web_root [PATH_MAX];   //  static files directory, resolved
     int port;                   //  the port we listen on
     bool terminated;            //  $TERM received
@@ -115,6 +121,10 @@ bool
 //  Monotonic milliseconds
 int64_t
     edge_now_ms (void);
+//  A link was put in the wheel due in the tick starting at at_ms: make the
+//  tick timer come by then
+void
+    edge_tick_arm (edge_t *self, int64_t at_ms);
 
 //  ---------------------------------------------------------------------
 //  edge_ws.c: WebSocket connections
@@ -146,7 +156,10 @@ int
 void
     edge_ws_closed (edge_t *self, struct lws *wsi, edge_pss_t *pss);
 int
-    edge_ws_timer (edge_t *self, struct lws *wsi, edge_pss_t *pss);
+    edge_ws_pong (edge_t *self, struct lws *wsi, edge_pss_t *pss);
+//  The wheel's tick: close, hang up or ping the connections that are due
+void
+    edge_ws_expire (edge_t *self);
 //  Queue a frame to a connection; cuts it off (4008) if its queue is full
 void
     edge_ws_queue (edge_t *self, edge_conn_t *conn, edge_buf_t *buf);

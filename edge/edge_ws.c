@@ -11,6 +11,11 @@
     to shared buffers. When the socket is writeable, several queued frames
     are framed into one buffer and handed to the kernel in one write. A
     queue over its cap cuts the client off with 4008.
+
+    Deadlines: one timing wheel for the whole edge (edge_wheel), ticked by
+    one lws timer, holds each connection at its next deadline: the auth
+    deadline, a ping after ping_interval_s without receiving anything,
+    the hang-up after idle_timeout_s. lws keeps no timer per connection.
     =========================================================================
 */
 #include "edge_priv.h"
@@ -31,24 +36,47 @@ s_public_op (const json_result_t *result)
     return false;
 }
 
-//  Arms the connection's timer for the auth deadline while it is
-//  unauthenticated (the edge keeps itself alive at the broker, not each
-//  session: see s_keepalive in edge.c)
+//  The connection's next deadline (ms), or 0 for none: the auth deadline
+//  while it is unauthenticated, and the ping (or, once pinged, the idle
+//  hang-up) counted from what it last received. The edge keeps itself
+//  alive at the broker, not each session: see s_keepalive in edge.c.
+static int64_t
+s_deadline (edge_t *self, edge_conn_t *conn)
+{
+    const edge_config_t *config = self->config;
+    int64_t at = 0;
+    if (!conn->authed && config->auth_timeout_s > 0)
+        at = conn->unauthed_since + (int64_t) config->auth_timeout_s * 1000;
+    if (config->idle_timeout_s > 0) {
+        int secs = conn->pinged? config->idle_timeout_s: config->ping_interval_s;
+        int64_t idle_at = conn->last_rx + (int64_t) secs * 1000;
+        if (!at || idle_at < at)
+            at = idle_at;
+    }
+    return at;
+}
+
+//  Puts the connection in the edge's timing wheel at its next deadline,
+//  or takes it out. Traffic only moves last_rx: the wheel sees it when
+//  the old deadline comes, so a busy connection costs the wheel nothing.
 static void
 s_schedule (edge_t *self, edge_conn_t *conn)
 {
-    const edge_config_t *config = self->config;
-    int64_t at;
-    if (!conn->authed && config->auth_timeout_s > 0)
-        at = conn->unauthed_since + (int64_t) config->auth_timeout_s * 1000;
-    else {
-        lws_set_timer_usecs ((struct lws *) conn->wsi, LWS_SET_TIMER_USEC_CANCEL);
-        return;
+    int64_t at = conn->close_code || conn->hung_up? 0: s_deadline (self, conn);
+    if (at) {
+        edge_wheel_add (self->wheel, &conn->timer, at);
+        edge_tick_arm (self, edge_wheel_when (self->wheel, &conn->timer));
     }
-    int64_t delay = at - edge_now_ms ();
-    if (delay < 10)
-        delay = 10;
-    lws_set_timer_usecs ((struct lws *) conn->wsi, (lws_usec_t) delay * 1000);
+    else
+        edge_wheel_remove (self->wheel, &conn->timer);
+}
+
+//  The connection received a frame or a pong: it is alive
+static void
+s_alive (edge_conn_t *conn)
+{
+    conn->last_rx = edge_now_ms ();
+    conn->pinged = false;
 }
 
 //  Queues an error reply made by the edge itself
@@ -73,7 +101,7 @@ edge_ws_established (edge_t *self, struct lws *wsi, edge_pss_t *pss)
     edge_conn_t *conn = edge_conn_new (edge_new_sid (self), config->queue_max_msgs,
                                        config->queue_max_bytes);
     conn->wsi = wsi;
-    conn->last_sent = conn->unauthed_since = edge_now_ms ();
+    conn->last_sent = conn->unauthed_since = conn->last_rx = edge_now_ms ();
     pss->conn = conn;
     zhashx_insert (self->conns, &conn->sid, conn);
     self->metrics->connections++;
@@ -202,8 +230,9 @@ edge_ws_receive (edge_t *self, struct lws *wsi, edge_pss_t *pss,
                  const void *data, size_t size)
 {
     edge_conn_t *conn = pss->conn;
-    if (!conn || conn->close_code)
+    if (!conn || conn->close_code || conn->hung_up)
         return 0;                       //  closing: input is ignored
+    s_alive (conn);
     if (!conn->rx_active) {
         conn->rx_active = true;
         conn->rx_binary = lws_frame_is_binary (wsi) != 0;
@@ -293,8 +322,25 @@ s_write_some (edge_t *self, struct lws *wsi, edge_conn_t *conn)
     return 0;
 }
 
+//  Writes the ping owed. Its payload is the session id in 16 hex digits:
+//  lws 4.1 passes no empty pong on (LWS_CALLBACK_RECEIVE_PONG), and checks
+//  a pong's payload as UTF-8 when the last message was text (1007 if not).
+//  Returns 0, or -1 if the connection failed.
+static int
+s_write_ping (edge_t *self, struct lws *wsi, edge_conn_t *conn)
+{
+    conn->ping_owed = false;
+    char *payload = (char *) self->batch + LWS_PRE;
+    snprintf (payload, 17, "%016" PRIx64, conn->sid);
+    if (lws_write (wsi, (unsigned char *) payload, 16, LWS_WRITE_PING) < 0)
+        return -1;
+    self->metrics->pings++;
+    return 0;
+}
+
 //  --------------------------------------------------------------------------
-//  The socket can take more: write queued frames, or the close we owe
+//  The socket can take more: write the ping, queued frames, or the close
+//  we owe
 
 int
 edge_ws_writeable (edge_t *self, struct lws *wsi, edge_pss_t *pss)
@@ -315,12 +361,16 @@ edge_ws_writeable (edge_t *self, struct lws *wsi, edge_pss_t *pss)
         edge_conn_clear (conn);
         return 0;
     }
+    bool wrote = conn->ping_owed;
+    if (conn->ping_owed && s_write_ping (self, wsi, conn))
+        return -1;
     //  A few batches per callback, while the kernel takes them
     for (int round = 0; round < 4 && conn->queue_count; round++) {
-        if (round > 0 && lws_send_pipe_choked (wsi))
+        if (wrote && lws_send_pipe_choked (wsi))
             break;
         if (s_write_some (self, wsi, conn))
             return -1;
+        wrote = true;
     }
     if (conn->queue_count)
         lws_callback_on_writable (wsi);
@@ -363,6 +413,7 @@ edge_ws_closed (edge_t *self, struct lws *wsi, edge_pss_t *pss)
     if (!conn)
         return;
     edge_broker_bye (self, conn->sid);
+    edge_wheel_remove (self->wheel, &conn->timer);
     zhashx_delete (self->conns, &conn->sid);
     int why = conn->disconnect;
     if (why < 0 || why >= EDGE_DISC_COUNT)
@@ -375,25 +426,70 @@ edge_ws_closed (edge_t *self, struct lws *wsi, edge_pss_t *pss)
 }
 
 //  --------------------------------------------------------------------------
-//  The connection's timer: the auth deadline
+//  A pong arrived: the connection is alive
 
 int
-edge_ws_timer (edge_t *self, struct lws *wsi, edge_pss_t *pss)
+edge_ws_pong (edge_t *self, struct lws *wsi, edge_pss_t *pss)
 {
+    (void) self;
     (void) wsi;
-    edge_conn_t *conn = pss->conn;
+    if (pss && pss->conn)
+        s_alive (pss->conn);
+    return 0;
+}
+
+//  Idle for idle_timeout_s: lws drops the connection at once, without a
+//  close frame (the client stopped answering; it would not read one)
+static void
+s_hang_up (edge_t *self, edge_conn_t *conn)
+{
+    conn->hung_up = true;
+    conn->disconnect = EDGE_DISC_IDLE;
+    edge_conn_clear (conn);
+    lws_set_timeout ((struct lws *) conn->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    if (self->config->verbose)
+        zsys_debug ("edge: session %" PRIu64 " idle, hanging up", conn->sid);
+}
+
+//  A connection's deadline came: close it if it did not authenticate in
+//  time, hang up if it was silent for idle_timeout_s, ping it if silent
+//  for ping_interval_s; then schedule its next deadline
+static void
+s_expire (edge_t *self, edge_conn_t *conn, int64_t now)
+{
     const edge_config_t *config = self->config;
-    if (conn->close_code)
-        return 0;
-    int64_t now = edge_now_ms ();
+    if (conn->close_code || conn->hung_up)
+        return;
     if (!conn->authed && config->auth_timeout_s > 0
     &&  now - conn->unauthed_since >= (int64_t) config->auth_timeout_s * 1000) {
         edge_ws_close (self, conn, EDGE_CLOSE_AUTH_TIMEOUT, "authentication timeout",
                        EDGE_DISC_AUTH_TIMEOUT);
-        return 0;
+        return;
+    }
+    int64_t silent = now - conn->last_rx;
+    if (config->idle_timeout_s > 0 && silent >= (int64_t) config->idle_timeout_s * 1000) {
+        s_hang_up (self, conn);
+        return;
+    }
+    if (config->idle_timeout_s > 0 && !conn->pinged
+    &&  silent >= (int64_t) config->ping_interval_s * 1000) {
+        conn->pinged = true;
+        conn->ping_owed = true;
+        lws_callback_on_writable ((struct lws *) conn->wsi);
     }
     s_schedule (self, conn);
-    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  The timing wheel's tick: every connection whose deadline has come
+
+void
+edge_ws_expire (edge_t *self)
+{
+    int64_t now = edge_now_ms ();
+    edge_wheel_link_t *link;
+    while ((link = edge_wheel_expire (self->wheel, now)))
+        s_expire (self, edge_wheel_owner (link, edge_conn_t, timer), now);
 }
 
 //  --------------------------------------------------------------------------
@@ -402,7 +498,7 @@ edge_ws_timer (edge_t *self, struct lws *wsi, edge_pss_t *pss)
 void
 edge_ws_queue (edge_t *self, edge_conn_t *conn, edge_buf_t *buf)
 {
-    if (conn->close_code)
+    if (conn->close_code || conn->hung_up)
         return;
     if (edge_conn_push (conn, buf)) {
         if (self->config->verbose)
@@ -468,12 +564,14 @@ void
 edge_ws_close (edge_t *self, edge_conn_t *conn, int code, const char *reason,
                edge_disconnect_t why)
 {
-    if (conn->close_code)
+    if (conn->close_code || conn->hung_up)
         return;
     conn->close_code = code;
     conn->close_reason = reason;
     conn->disconnect = why;
+    conn->ping_owed = false;
     edge_conn_clear (conn);
+    edge_wheel_remove (self->wheel, &conn->timer);
     struct lws *wsi = (struct lws *) conn->wsi;
     lws_callback_on_writable (wsi);
     lws_set_timeout (wsi, PENDING_TIMEOUT_USER_OK,

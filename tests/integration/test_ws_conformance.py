@@ -61,6 +61,7 @@ import sys
 import threading
 import time
 import traceback
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from chorus_harness import Server, Workspace  # noqa: E402
@@ -1017,6 +1018,8 @@ def _(c):
             raise AssertionError("still open after %d s" % (IDLE_S + 2))
         payload = ws._read(b1 & 0x7f, start + IDLE_S + 2)
         if b0 & 0x0f == OP_PING:
+            #  ASCII: a pong echoing it must pass lws's UTF-8 check
+            assert payload and payload.decode("ascii").isalnum(), payload
             pings += 1
         else:
             raise AssertionError("unexpected frame %#x %r" % (b0, payload))
@@ -1025,10 +1028,13 @@ def _(c):
     return "%d ping(s), dropped (%.2fs)" % (pings, took)
 
 
-@case("T.5", "server B: answer every ping for 2 x idle, then a JSON ping",
+@case("T.5", "server B: a JSON ping, then answer every ping for 2 x idle, then a JSON ping",
       "still open; answer ok", server="B-slow")
 def _(c):
     ws = c.ws("B")
+    #  Text first: lws then checks the pongs' payloads as UTF-8 too
+    ws.send(OP_TEXT, ping_json(50))
+    expect_reply(ws, 50, ok=True)
     start = time.time()
     while time.time() - start < 2 * IDLE_S:
         try:
@@ -1037,6 +1043,44 @@ def _(c):
         except socket.timeout:
             pass
     return still_open(ws, 5) + " after %.1fs" % (time.time() - start)
+
+
+@case("T.8", "server B: never answer pings, send a JSON ping each 1.5 s for 2 x idle",
+      "still open (what the client sends counts as alive); each answered", server="B-slow")
+def _(c):
+    ws = c.ws("B")
+    start = time.time()
+    pings = answers = 0
+    rid = 800
+    while time.time() - start < 2 * IDLE_S:
+        rid += 1
+        ws.send(OP_TEXT, ping_json(rid))
+        sent = time.time()
+        while time.time() - sent < 1.5:
+            try:
+                b0, b1 = ws._read(2, sent + 1.5)
+            except socket.timeout:
+                break
+            payload = ws._read(b1 & 0x7f, sent + 1.5)
+            if b0 & 0x0f == OP_PING:
+                pings += 1      # not answered
+            elif b0 & 0x0f == OP_TEXT and json.loads(payload).get("re") == rid:
+                answers += 1
+            else:
+                raise AssertionError("unexpected frame %#x %r" % (b0, payload[:60]))
+    assert answers == rid - 800, (answers, rid)
+    return still_open(ws, 5) + " after %.1fs (%d pings unanswered)" % (time.time() - start, pings)
+
+
+@case("T.9", "server B, /metrics after T.4",
+      "the idle hang-up counted as disconnect reason idle", server="B-slow")
+def _(c):
+    url = "http://127.0.0.1:%d/metrics" % c.b.http_port
+    text = urllib.request.urlopen(url, timeout=WAIT).read().decode()
+    line = [l for l in text.splitlines()
+            if l.startswith('chorus_edge_disconnects_total{reason="idle"}')]
+    assert line and int(line[0].split()[-1]) >= 1, line
+    return line[0]
 
 
 @case("T.6", "server B (queue 4 KiB): send 3,000 bad messages, never read",
