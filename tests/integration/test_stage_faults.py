@@ -719,7 +719,9 @@ class Receiver(threading.Thread):
             self._drain_backlog()
             if self.want_sync.is_set():
                 self.want_sync.clear()
-                self._sync()
+                if not self._sync():    # the session was forgotten: a new one syncs
+                    while not self.stop.is_set() and not self._session():
+                        pass
                 continue
             if self.probe_s and time.time() - last_probe > self.probe_s:
                 last_probe = time.time()
@@ -772,7 +774,9 @@ def test_persistence_sigkill_under_load():
         ws, tokens, channels = make_workspace(dep)
         ledger = Ledger()
         senders = start_senders(dep.api, tokens, ("alice", "bob", "carol"), channels, ledger)
-        reader = Receiver(dep.api, tokens["dave"], "dave", channels)
+        #  It only listens: it probes its session (as an integrator's
+        #  keepalive), or the broker forgets it after its idle limit
+        reader = Receiver(dep.api, tokens["dave"], "dave", channels, probe_s=5)
         reader.start()
         time.sleep(1.0)
         recoveries, downs = [], []
