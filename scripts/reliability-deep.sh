@@ -23,15 +23,18 @@ status=0
 summary=()
 
 #  Runs one check; keeps its last line as the summary
+#  (its whole output stays in build-deep/logs/, for the figures behind it)
+logs="$build/logs"
+rm -rf "$logs"; mkdir -p "$logs"
 check () {
     local name="$1"; shift
-    local log; log=$(mktemp)
+    local log; log="$logs/$(echo "$name" | tr -c 'a-zA-Z0-9\n' '-').log"
     local start=$SECONDS
     if "$@" > "$log" 2>&1; then result="PASS"; else result="FAIL"; status=1; fi
     summary+=("$(printf '%-4s %-28s %5ds  %s' "$result" "$name" $((SECONDS - start)) "$(grep -E 'passed|kills|checks|number_of_executed_units' "$log" | tail -1)")")
     echo "${summary[-1]}"
+    grep -E '^(crash|kill point|channel_create kill point|figure: persistence_kill_(sends|recovery_max))' "$log" | sed 's/^/     /'
     [ "$result" = FAIL ] && tail -20 "$log"
-    rm -f "$log"
 }
 
 echo "reliability-deep: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, scale 1/$scale"
