@@ -40,6 +40,7 @@ import zmq
 
 import chorus_harness
 from chorus_harness import Client, Server, Workspace, run
+from test_crash import read_all
 
 CHORUSD_EARLY_ACK = os.environ.get("CHORUSD_EARLY_ACK", "build/tests/chorusd_early_ack")
 SENDS = int(os.environ.get("CHORUS_DURABILITY_SENDS", "10000"))
@@ -68,18 +69,7 @@ def verify_ledger(ws, channels, ledger):
         expected[(ch, seq)] = body
     reader = clients["alice"]
     for ch in channels:
-        stored = []
-        after = 0
-        while True:
-            if after:
-                page = reader.ok("history", ch=ch, after=after, limit=200)
-            else:
-                page = reader.ok("history", ch=ch, before=201, limit=200)
-            msgs = page["messages"]
-            stored += msgs
-            if not msgs or not page["has_more_after"]:
-                break
-            after = msgs[-1]["seq"]
+        stored = read_all(reader, ch)
         seqs = [m["seq"] for m in stored]
         assert seqs == list(range(1, len(seqs) + 1)), "gap or duplicate in channel %d" % ch
         for m in stored:
