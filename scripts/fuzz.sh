@@ -17,7 +17,9 @@ for target in "$build"/tests/fuzz/fuzz_*; do
     work=$(mktemp -d)
     mkdir -p "$corpus"
     echo "fuzz: $name for ${seconds}s"
-    if ! "$target" -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=256 \
+    #   -timeout=10: libFuzzer's alarm then fires every 6 s, so a short run
+    #   also shows that a target's waits survive being interrupted by it
+    if ! "$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=256 \
             -max_len=65536 -print_final_stats=1 "$work" "$corpus" > "$work.log" 2>&1; then
         echo "fuzz: $name FAILED"; tail -40 "$work.log"; status=1
     else

@@ -347,11 +347,28 @@ s_st_push (st_req_t *req)
     return PROTO_OK;
 }
 
+//  Waits up to timeout_ms for the poller's socket. A signal interrupts the
+//  poll without ending the wait: libFuzzer's timeout alarm fires every
+//  timeout/2 + 1 seconds (601 s by default), and taking that for a hang is
+//  what stopped a deep run after 602 s.
+static void *
+s_st_wait (zpoller_t *poller, int timeout_ms)
+{
+    int64_t deadline = zclock_mono () + timeout_ms;
+    int64_t left = timeout_ms;
+    void *which;
+    do {
+        which = zpoller_wait (poller, (int) left);
+        left = deadline - zclock_mono ();
+    } while (!which && left > 0);
+    return which;
+}
+
 //  The next reply from the broker socket (any rid)
 static proto_msg_t *
 s_st_next_reply (void)
 {
-    void *which = zpoller_wait (s_st->broker_poller, ST_TIMEOUT_MS);
+    void *which = s_st_wait (s_st->broker_poller, ST_TIMEOUT_MS);
     ST_CHECK (which, "no reply within %d ms: a stage hangs", ST_TIMEOUT_MS);
     zmsg_t *zmsg = zmsg_recv (s_st->broker);
     ST_CHECK (zmsg && zmsg_size (zmsg) == 4, "a broker message is not [R][route][reply][ctl]");
@@ -445,7 +462,7 @@ s_st_u64 (const msgpack_object *map, const char *key)
 static proto_msg_t *
 s_st_next_event (int timeout, proto_msg_t **meta)
 {
-    if (!zpoller_wait (s_st->fanout_poller, timeout))
+    if (!s_st_wait (s_st->fanout_poller, timeout))
         return NULL;
     zmsg_t *zmsg = zmsg_recv (s_st->fanout);
     ST_CHECK (zmsg && zmsg_size (zmsg) == 3, "a fan-out message is not [EV][meta][event]");
