@@ -10,7 +10,7 @@
 #define STAGE_HWM 100000
 
 //  --------------------------------------------------------------------------
-//  A PULL inbox bound to endpoint
+//  Decode a frame that reached the inbox at endpoint (see stage.h)
 
 proto_msg_t *
 stage_decode (const char *endpoint, const proto_limits_t *limits, zframe_t *frame,
@@ -22,6 +22,9 @@ stage_decode (const char *endpoint, const proto_limits_t *limits, zframe_t *fram
          ? proto_msg_decode (zframe_data (frame), zframe_size (frame), why)
          : proto_msg_decode_stage (zframe_data (frame), zframe_size (frame), why);
 }
+
+//  --------------------------------------------------------------------------
+//  A PULL inbox bound to endpoint
 
 zsock_t *
 stage_inbox_new (const stage_config_t *config, const char *endpoint)
