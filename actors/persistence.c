@@ -5,6 +5,7 @@
         'm' ch seq      -> message record (msgpack map)
         'd' uid cmid    -> dedupe record {ch, seq, ts, h: digest of the body}
         'p' ch uid      -> positions {r: read seq, d: delivered seq}
+        'x' ch seq      -> empty: the message was deleted (unread counts)
     Every waiting send is staged into one batch; the batch is written with
     sync=true; only then are acks and events sent. If the write fails, every
     staged send is answered storage_unavailable, the in-memory heads and
@@ -74,6 +75,15 @@ pst_key_position (uint8_t *key, uint64_t ch, uint64_t user)
     key [0] = 'p';
     store_u64_put (key + 1, ch);
     store_u64_put (key + 9, user);
+    return 17;
+}
+
+size_t
+pst_key_deleted (uint8_t *key, uint64_t ch, uint64_t seq)
+{
+    key [0] = 'x';
+    store_u64_put (key + 1, ch);
+    store_u64_put (key + 9, seq);
     return 17;
 }
 
@@ -676,6 +686,10 @@ s_handle_change (self_t *self, request_t *request, bool is_delete)
         pst_key_message (key, request->ch, seq);
         store_batch_put (self->batch, request->tenant, key, 17,
                          proto_writer_data (self->record), proto_writer_size (self->record));
+        if (is_delete) {
+            pst_key_deleted (key, request->ch, seq);
+            store_batch_put (self->batch, request->tenant, key, 17, "", 0);
+        }
         proto_writer_reset (self->event);
         proto_writer_map_begin (self->event);
         proto_writer_kv_str (self->event, "ev", is_delete? "message_deleted": "message_edited");

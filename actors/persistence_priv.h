@@ -97,6 +97,8 @@ size_t
     pst_key_message (uint8_t *key, uint64_t ch, uint64_t seq);
 size_t
     pst_key_position (uint8_t *key, uint64_t ch, uint64_t user);
+size_t
+    pst_key_deleted (uint8_t *key, uint64_t ch, uint64_t seq);
 uint64_t *
     pst_head (self_t *self, uint64_t tenant, uint64_t ch);
 position_t *

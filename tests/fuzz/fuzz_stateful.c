@@ -242,10 +242,7 @@ static uint64_t
 s_st_unread (st_chan_t *c, int u)
 {
     uint64_t unread = 0;
-    uint64_t hi = c->count;
-    if (hi > c->read [u] + ST_UNREAD_MAX)
-        hi = c->read [u] + ST_UNREAD_MAX;
-    for (uint64_t seq = c->read [u] + 1; seq <= hi; seq++)
+    for (uint64_t seq = c->read [u] + 1; seq <= c->count && unread < ST_UNREAD_MAX; seq++)
         if (!c->msgs [seq - 1].deleted && c->msgs [seq - 1].author != u)
             unread++;
     return unread;

@@ -89,6 +89,37 @@ def test_sync_returns_exactly_what_was_missed():
         alice.close(); bob.close(); bob2.close()
 
 
+def test_unread_counts_skip_deleted_and_own_messages_and_stop_at_1000():
+    with Server(http=False) as server:
+        ws = Workspace(server)
+        alice, bob = ws.login("alice"), ws.login("bob")
+        ch = alice.ok("channel_create", name="busy")["channel"]["id"]
+        bob.ok("channel_join", ch=ch)
+
+        def unread():
+            listed = {c["id"]: c for c in bob.ok("channel_list")["channels"]}
+            return listed[ch]["unread"]
+
+        alice.send_many(ch, ["a%d" % i for i in range(1, 11)])
+        assert unread() == 10
+        alice.ok("delete", ch=ch, seq=3)
+        alice.ok("delete", ch=ch, seq=10)
+        assert unread() == 8
+        bob.ok("read", ch=ch, seq=3)
+        assert unread() == 6                       # 4..9 (10 deleted)
+        bob.ok("send", ch=ch, body="mine", client_msg_id="b-1")
+        assert unread() == 0                       # sending reads up to one's own
+        alice.send_many(ch, ["b%d" % i for i in range(1, 1101)], window=128)
+        for seq in range(12, 62):                  # 50 deleted among the first unread
+            alice.ok("delete", ch=ch, seq=seq)
+        assert unread() == 1000                    # 1,050 left: capped
+        bob.ok("read", ch=ch, seq=1011)            # 1111 - 1011 = 100 left, none deleted
+        assert unread() == 100
+        reply = bob.ok("sync", channels={str(ch): 1011})
+        assert reply["channels"][0]["unread"] == 100
+        alice.close(); bob.close()
+
+
 def test_checkpoints_survive_restart():
     server = Server(http=False).start()
     try:
@@ -112,5 +143,6 @@ def test_checkpoints_survive_restart():
 
 
 if __name__ == "__main__":
-    run([test_history_pages_back_to_the_first_message, test_around_unread_opens_where_the_user_left_off,
+    run([test_history_pages_back_to_the_first_message,
+         test_unread_counts_skip_deleted_and_own_messages_and_stop_at_1000, test_around_unread_opens_where_the_user_left_off,
          test_sync_returns_exactly_what_was_missed, test_checkpoints_survive_restart])
