@@ -390,12 +390,13 @@ s_handle_event (self_t *self, zmq_msg_t *meta_frame, zmq_msg_t *event)
     proto_msg_destroy (&meta);
 }
 
-static void
+//  Handles one inbox message; false if none was waiting
+static bool
 s_handle_inbox (self_t *self)
 {
     stage_msg_t msg;
     if (stage_msg_recv (&msg, self->inbox))
-        return;
+        return false;
     zmq_msg_t *first = stage_msg_frame (&msg, 1);
     zmq_msg_t *second = stage_msg_frame (&msg, 2);
     if (stage_msg_is (&msg, 0, STAGE_EVENT) && first && second)
@@ -412,13 +413,14 @@ s_handle_inbox (self_t *self)
     else
         zsys_warning ("fanout: unknown inbox message");
     stage_msg_close (&msg);
+    return true;
 }
 
 //  Handles one inbox message (for stage_serve)
-static void
+static bool
 s_serve_one (void *self)
 {
-    s_handle_inbox ((self_t *) self);
+    return s_handle_inbox ((self_t *) self);
 }
 
 //  --------------------------------------------------------------------------

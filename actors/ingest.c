@@ -372,25 +372,27 @@ s_handle_request (self_t *self, zmq_msg_t *route, zmq_msg_t *ctx_frame, zmq_msg_
     proto_msg_destroy (&request);
 }
 
-static void
+//  Handles one inbox message; false if none was waiting
+static bool
 s_handle_inbox (self_t *self)
 {
     stage_msg_t msg;
     if (stage_msg_recv (&msg, self->inbox))
-        return;
+        return false;
     if (stage_msg_size (&msg) == 3)
         s_handle_request (self, stage_msg_frame (&msg, 0), stage_msg_frame (&msg, 1),
                           stage_msg_frame (&msg, 2));
     else
         zsys_error ("ingest: malformed message from the broker");
     stage_msg_close (&msg);
+    return true;
 }
 
 //  Handles one inbox message (for stage_serve)
-static void
+static bool
 s_serve_one (void *self)
 {
-    s_handle_inbox ((self_t *) self);
+    return s_handle_inbox ((self_t *) self);
 }
 
 //  --------------------------------------------------------------------------

@@ -212,7 +212,7 @@ s_handle_inbox (self_t *self)
             zsys_error ("membership: malformed message from ingest (%zu frames)",
                         stage_msg_size (&msg));
         stage_msg_close (&msg);
-    } while (++handled < DRAIN_MAX && (zsock_events (self->inbox) & ZMQ_POLLIN));
+    } while (++handled < DRAIN_MAX);
 }
 
 //  Saves the changed affinities if the last flush is old enough

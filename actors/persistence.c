@@ -832,7 +832,7 @@ s_handle_inbox (self_t *self)
             break;
         s_handle_message (self, &msg);
         stage_msg_close (&msg);
-    } while (++taken < batch_max && (zsock_events (self->inbox) & ZMQ_POLLIN));
+    } while (++taken < batch_max);
     pst_commit (self);
 }
 

@@ -232,7 +232,7 @@ stage_actor_command (zsock_t *pipe)
 //  The loop of an actor with one inbox
 
 void
-stage_serve (zsock_t *pipe, zsock_t *inbox, void (*handle) (void *self), void *self)
+stage_serve (zsock_t *pipe, zsock_t *inbox, bool (*handle) (void *self), void *self)
 {
     zpoller_t *poller = zpoller_new (pipe, inbox, NULL);
     zsock_signal (pipe, 0);
@@ -242,9 +242,11 @@ stage_serve (zsock_t *pipe, zsock_t *inbox, void (*handle) (void *self), void *s
         if (which == pipe)
             terminated = stage_actor_command (pipe);
         else
-        if (which == inbox)
-            for (int i = 0; i < STAGE_DRAIN_MAX && (zsock_events (inbox) & ZMQ_POLLIN); i++)
-                handle (self);
+        if (which == inbox) {
+            int handled = 0;
+            while (handled < STAGE_DRAIN_MAX && handle (self))
+                handled++;
+        }
         else
             terminated = true;          //  interrupted
     }

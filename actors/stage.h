@@ -180,9 +180,10 @@ void
 
 //  The loop of an actor with one inbox: signals the pipe that it started,
 //  then calls handle (self) for each waiting message (up to STAGE_DRAIN_MAX
-//  per wake) until $TERM. handle reads one message from the inbox.
+//  per wake) until $TERM. handle reads one message from the inbox and
+//  returns false if none was waiting.
 void
-    stage_serve (zsock_t *pipe, zsock_t *inbox, void (*handle) (void *self), void *self);
+    stage_serve (zsock_t *pipe, zsock_t *inbox, bool (*handle) (void *self), void *self);
 
 //  Write size bytes of data as lower-case hex into out (2 * size + 1 bytes)
 void

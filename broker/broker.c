@@ -325,13 +325,13 @@ s_request_forward (self_t *self, zmq_msg_t *identity, zmq_msg_t *payload, uint64
     zmq_msg_close (&route);
 }
 
-//  A request from a peer: [identity][payload][sid?]
-static void
+//  A request from a peer: [identity][payload][sid?]; false if none waited
+static bool
 s_handle_front (self_t *self)
 {
     stage_msg_t msg;
     if (stage_msg_recv (&msg, self->front))
-        return;
+        return false;
     size_t size = stage_msg_size (&msg);
     zmq_msg_t *identity = stage_msg_frame (&msg, 0);
     uint64_t sid = 0;
@@ -340,6 +340,7 @@ s_handle_front (self_t *self)
     if (valid)
         s_request_forward (self, identity, stage_msg_frame (&msg, 1), sid);
     stage_msg_close (&msg);
+    return true;
 }
 
 //  Applies a reply's ctl: {set: {tn, uid, adm}} or {drop: true}
@@ -430,12 +431,13 @@ s_handle_delivery (self_t *self, stage_msg_t *msg)
         zsys_warning ("broker: malformed delivery from fan-out");
 }
 
-static void
+//  A message from a stage; false if none was waiting
+static bool
 s_handle_inbox (self_t *self)
 {
     stage_msg_t msg;
     if (stage_msg_recv (&msg, self->inbox))
-        return;
+        return false;
     if (stage_msg_is (&msg, 0, STAGE_REPLY))
         s_handle_reply (self, &msg);
     else
@@ -447,6 +449,16 @@ s_handle_inbox (self_t *self)
     else
         zsys_warning ("broker: unknown inbox message");
     stage_msg_close (&msg);
+    return true;
+}
+
+//  Handles up to STAGE_DRAIN_MAX waiting messages with handle
+static void
+s_drain (self_t *self, bool (*handle) (self_t *self))
+{
+    int handled = 0;
+    while (handled < STAGE_DRAIN_MAX && handle (self))
+        handled++;
 }
 
 //  Drops peers that have been silent for longer than session_idle_s
@@ -488,12 +500,10 @@ broker_actor (zsock_t *pipe, void *args)
             self->terminated = stage_actor_command (self->pipe);
         else
         if (which == self->front)
-            for (int i = 0; i < STAGE_DRAIN_MAX && (zsock_events (self->front) & ZMQ_POLLIN); i++)
-                s_handle_front (self);
+            s_drain (self, s_handle_front);
         else
         if (which == self->inbox)
-            for (int i = 0; i < STAGE_DRAIN_MAX && (zsock_events (self->inbox) & ZMQ_POLLIN); i++)
-                s_handle_inbox (self);
+            s_drain (self, s_handle_inbox);
         else
         if (zpoller_terminated (self->poller))
             break;
