@@ -730,7 +730,13 @@ s_handle_read (self_t *self, request_t *request)
         pst_reply_begin (self, request->rid);
         proto_writer_kv_u64 (self->writer, "ch", request->ch);
         proto_writer_kv_u64 (self->writer, "read_seq", position->read);
-        pst_reply_send (self, request);
+        if (position->staged) {
+            //  The position this batch raised is durable only with the batch
+            proto_writer_map_end (self->writer);
+            pst_pending_add (self, request, false);
+        }
+        else
+            pst_reply_send (self, request);
         return;
     }
     if (store_failed (self->store)) {
