@@ -99,18 +99,21 @@ typedef struct {
     zmq_msg_t *msg;                 //  a frame, or NULL
 } stage_frame_t;
 
+//  Bytes, which the send copies
 static inline stage_frame_t
 stage_frame_mem (const void *data, size_t size)
 {
     return (stage_frame_t) { data, size, NULL };
 }
 
+//  The bytes of a string, without its terminating NUL
 static inline stage_frame_t
 stage_frame_str (const char *string)
 {
     return stage_frame_mem (string, strlen (string));
 }
 
+//  A received frame, sent as a copy that shares its bytes
 static inline stage_frame_t
 stage_frame_msg (zmq_msg_t *msg)
 {
