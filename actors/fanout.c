@@ -213,11 +213,21 @@ s_seat_add (self_t *self, session_t *session)
     user->seats [user->size++] = (seat_t) { session->peer, session->sid };
 }
 
+//  The sessions table key of a route: its bytes as hex (caller frees)
+static char *
+s_route_key (zmq_msg_t *route)
+{
+    char *key = (char *) malloc (2 * zmq_msg_size (route) + 1);
+    assert (key);
+    stage_hex (zmq_msg_data (route), zmq_msg_size (route), key);
+    return key;
+}
+
 //  Forgets a session (nothing if it is not known)
 static void
-s_session_down (self_t *self, zframe_t *route)
+s_session_down (self_t *self, zmq_msg_t *route)
 {
-    char *key = zframe_strhex (route);
+    char *key = s_route_key (route);
     session_t *session = (session_t *) zhashx_lookup (self->sessions, key);
     if (session) {
         s_seat_remove (self, session);
@@ -232,11 +242,11 @@ s_session_down (self_t *self, zframe_t *route)
 //  Records a session as online for (tn, uid); an UP for a known route
 //  replaces it
 static void
-s_session_up (self_t *self, zframe_t *route, zframe_t *who)
+s_session_up (self_t *self, zmq_msg_t *route, zmq_msg_t *who)
 {
-    size_t size = zframe_size (route);
-    byte *data = zframe_data (route);
-    proto_msg_t *msg = proto_msg_decode (zframe_data (who), zframe_size (who), NULL);
+    size_t size = zmq_msg_size (route);
+    byte *data = (byte *) zmq_msg_data (route);
+    proto_msg_t *msg = proto_msg_decode (zmq_msg_data (who), zmq_msg_size (who), NULL);
     uint64_t tenant = 0, user = 0;
     if (!msg || size < 9 || (size_t) data [0] + 9 != size
     ||  !proto_msg_u64 (msg, "tn", &tenant) || !proto_msg_u64 (msg, "uid", &user)) {
@@ -247,7 +257,7 @@ s_session_up (self_t *self, zframe_t *route, zframe_t *who)
     proto_msg_destroy (&msg);
     s_session_down (self, route);
     session_t *session = (session_t *) zmalloc (sizeof (session_t));
-    session->key = zframe_strhex (route);
+    session->key = s_route_key (route);
     session->tenant = tenant;
     session->user = user;
     session->peer = s_peer_intern (self, data + 1, data [0]);
@@ -285,22 +295,20 @@ s_seat_deliver (self_t *self, seat_t *seat, bool notify)
 
 //  Sends one delivery per peer gathered for an event
 static void
-s_deliveries_send (self_t *self, zframe_t *event)
+s_deliveries_send (self_t *self, zmq_msg_t *event)
 {
     for (size_t i = 0; i < self->touched_size; i++) {
         peer_t *peer = self->touched [i];
         proto_writer_array_end (peer->sids);
         proto_writer_array_end (peer->notify);
-        zmsg_t *msg = zmsg_new ();
-        zmsg_addstr (msg, STAGE_DELIVERY);
-        zmsg_append (msg, &(zframe_t *) { zframe_dup (peer->identity) });
-        zmsg_append (msg, &(zframe_t *) { zframe_dup (event) });
-        zmsg_addmem (msg, proto_writer_data (peer->sids), proto_writer_size (peer->sids));
-        zmsg_addmem (msg, proto_writer_data (peer->notify), proto_writer_size (peer->notify));
-        if (zmsg_send (&msg, self->broker)) {
-            zmsg_destroy (&msg);
+        stage_frame_t delivery [] = {
+            stage_frame_str (STAGE_DELIVERY),
+            stage_frame_mem (zframe_data (peer->identity), zframe_size (peer->identity)),
+            stage_frame_msg (event),
+            stage_frame_writer (peer->sids), stage_frame_writer (peer->notify)
+        };
+        if (stage_send (self->broker, delivery, 5))
             zsys_warning ("fanout: broker is not taking deliveries; dropped one");
-        }
     }
     self->touched_size = 0;
 }
@@ -356,9 +364,10 @@ s_recips_get (proto_msg_t *meta, const uint8_t **records, size_t *size)
 
 //  Delivers one event to every online session of its recipients
 static void
-s_handle_event (self_t *self, zframe_t *meta_frame, zframe_t *event)
+s_handle_event (self_t *self, zmq_msg_t *meta_frame, zmq_msg_t *event)
 {
-    proto_msg_t *meta = proto_msg_decode_stage (zframe_data (meta_frame), zframe_size (meta_frame), NULL);
+    proto_msg_t *meta = proto_msg_decode_stage (zmq_msg_data (meta_frame),
+                                                zmq_msg_size (meta_frame), NULL);
     const uint8_t *records = NULL;
     size_t size = 0;
     if (!meta || !s_recips_get (meta, &records, &size)) {
@@ -381,39 +390,37 @@ s_handle_event (self_t *self, zframe_t *meta_frame, zframe_t *event)
     proto_msg_destroy (&meta);
 }
 
-static void
+//  Handles one inbox message; false if none was waiting
+static bool
 s_handle_inbox (self_t *self)
 {
-    zmsg_t *msg = zmsg_recv (self->inbox);
-    if (!msg)
-        return;
-    char *kind = zmsg_popstr (msg);
-    zframe_t *first = zmsg_pop (msg);
-    zframe_t *second = zmsg_pop (msg);
-    if (kind && streq (kind, STAGE_EVENT) && first && second)
+    stage_msg_t msg;
+    if (stage_msg_recv (&msg, self->inbox))
+        return false;
+    zmq_msg_t *first = stage_msg_frame (&msg, 1);
+    zmq_msg_t *second = stage_msg_frame (&msg, 2);
+    if (stage_msg_is (&msg, 0, STAGE_EVENT) && first && second)
         s_handle_event (self, first, second);
     else
-    if (kind && streq (kind, STAGE_UP) && first && second)
+    if (stage_msg_is (&msg, 0, STAGE_UP) && first && second)
         s_session_up (self, first, second);
     else
-    if (kind && streq (kind, STAGE_DOWN) && first)
+    if (stage_msg_is (&msg, 0, STAGE_DOWN) && first)
         s_session_down (self, first);
     else
-    if (kind && streq (kind, STAGE_RESET))
+    if (stage_msg_is (&msg, 0, STAGE_RESET))
         s_forget_all (self);
     else
         zsys_warning ("fanout: unknown inbox message");
-    free (kind);
-    zframe_destroy (&first);
-    zframe_destroy (&second);
-    zmsg_destroy (&msg);
+    stage_msg_close (&msg);
+    return true;
 }
 
 //  Handles one inbox message (for stage_serve)
-static void
+static bool
 s_serve_one (void *self)
 {
-    s_handle_inbox ((self_t *) self);
+    return s_handle_inbox ((self_t *) self);
 }
 
 //  --------------------------------------------------------------------------

@@ -271,7 +271,7 @@ s_rate_take (self_t *self, const char *key)
 }
 
 static void
-s_reply_pong (self_t *self, zframe_t *route, uint64_t rid, bool authed)
+s_reply_pong (self_t *self, zmq_msg_t *route, uint64_t rid, bool authed)
 {
     proto_writer_reset (self->writer);
     proto_writer_map_begin (self->writer);
@@ -286,36 +286,45 @@ s_reply_pong (self_t *self, zframe_t *route, uint64_t rid, bool authed)
 
 //  Tells the broker to forget the session, with no reply to the peer
 static void
-s_reply_bye (self_t *self, zframe_t *route)
+s_reply_bye (self_t *self, zmq_msg_t *route)
 {
     proto_writer_t *ctl = proto_writer_new ();
     proto_writer_map_begin (ctl);
     proto_writer_kv_bool (ctl, "drop", true);
     proto_writer_map_end (ctl);
-    proto_writer_reset (self->writer);
-    zmsg_t *msg = zmsg_new ();
-    zmsg_addstr (msg, STAGE_REPLY);
-    zmsg_append (msg, &(zframe_t *) { zframe_dup (route) });
-    zmsg_append (msg, &(zframe_t *) { zframe_new_empty () });
-    zmsg_addmem (msg, proto_writer_data (ctl), proto_writer_size (ctl));
-    if (zmsg_send (&msg, self->broker))
-        zmsg_destroy (&msg);
+    stage_send_reply (self->broker, route, NULL, ctl);
     proto_writer_destroy (&ctl);
 }
 
 static void
-s_reply_rate_limited (self_t *self, zframe_t *route, uint64_t rid, uint64_t wait_ms)
+s_reply_rate_limited (self_t *self, zmq_msg_t *route, uint64_t rid, uint64_t wait_ms)
 {
     proto_write_error (self->writer, rid, PROTO_ERR_RATE_LIMITED, NULL, wait_ms);
     stage_send_reply (self->broker, route, self->writer, NULL);
 }
 
+//  The rate limit key of a session: "u/<tenant>/<user>" for a user, else
+//  "r/<route as hex>"
+static void
+s_rate_key (zmq_msg_t *route, uint64_t tenant, uint64_t user, char *key, size_t key_size)
+{
+    if (user)
+        snprintf (key, key_size, "u/%" PRIu64 "/%" PRIu64, tenant, user);
+    else {
+        size_t size = zmq_msg_size (route);
+        if (size > (key_size - 3) / 2)
+            size = (key_size - 3) / 2;
+        memcpy (key, "r/", 2);
+        stage_hex (zmq_msg_data (route), size, key + 2);
+    }
+}
+
 //  Handles one request [route][ctx][req]
 static void
-s_handle_request (self_t *self, zframe_t *route, zframe_t *ctx_frame, zframe_t *req)
+s_handle_request (self_t *self, zmq_msg_t *route, zmq_msg_t *ctx_frame, zmq_msg_t *req)
 {
     const char *why = NULL;
-    proto_msg_t *ctx = proto_msg_decode_stage (zframe_data (ctx_frame), zframe_size (ctx_frame), &why);
+    proto_msg_t *ctx = proto_msg_decode_stage (zmq_msg_data (ctx_frame), zmq_msg_size (ctx_frame), &why);
     if (!ctx) {
         zsys_error ("ingest: malformed ctx from the broker: %s", why);
         return;
@@ -327,7 +336,7 @@ s_handle_request (self_t *self, zframe_t *route, zframe_t *ctx_frame, zframe_t *
     proto_msg_bool (ctx, "adm", &admin);
     proto_msg_destroy (&ctx);
 
-    proto_msg_t *request = proto_msg_decode (zframe_data (req), zframe_size (req), &why);
+    proto_msg_t *request = proto_msg_decode (zmq_msg_data (req), zmq_msg_size (req), &why);
     if (!request) {
         bool utf8 = why && strstr (why, "UTF-8");
         stage_send_error (self->broker, route, 0,
@@ -337,13 +346,7 @@ s_handle_request (self_t *self, zframe_t *route, zframe_t *ctx_frame, zframe_t *
     proto_msg_u64 (request, "rid", &rid);
     //  Users are limited per user, anonymous sessions per session
     char key [2 * 264 + 3];
-    if (user)
-        snprintf (key, sizeof (key), "u/%" PRIu64 "/%" PRIu64, tenant, user);
-    else {
-        char *hex = zframe_strhex (route);
-        snprintf (key, sizeof (key), "r/%s", hex);
-        free (hex);
-    }
+    s_rate_key (route, tenant, user, key, sizeof (key));
     uint64_t wait_ms = s_rate_take (self, key);
     proto_error_t code = ingest_check (request, &why);
     const char *op = "";
@@ -369,31 +372,27 @@ s_handle_request (self_t *self, zframe_t *route, zframe_t *ctx_frame, zframe_t *
     proto_msg_destroy (&request);
 }
 
-static void
+//  Handles one inbox message; false if none was waiting
+static bool
 s_handle_inbox (self_t *self)
 {
-    zmsg_t *msg = zmsg_recv (self->inbox);
-    if (!msg)
-        return;
-    if (zmsg_size (msg) == 3) {
-        zframe_t *route = zmsg_pop (msg);
-        zframe_t *ctx = zmsg_pop (msg);
-        zframe_t *req = zmsg_pop (msg);
-        s_handle_request (self, route, ctx, req);
-        zframe_destroy (&route);
-        zframe_destroy (&ctx);
-        zframe_destroy (&req);
-    }
+    stage_msg_t msg;
+    if (stage_msg_recv (&msg, self->inbox))
+        return false;
+    if (stage_msg_size (&msg) == 3)
+        s_handle_request (self, stage_msg_frame (&msg, 0), stage_msg_frame (&msg, 1),
+                          stage_msg_frame (&msg, 2));
     else
         zsys_error ("ingest: malformed message from the broker");
-    zmsg_destroy (&msg);
+    stage_msg_close (&msg);
+    return true;
 }
 
 //  Handles one inbox message (for stage_serve)
-static void
+static bool
 s_serve_one (void *self)
 {
-    s_handle_inbox ((self_t *) self);
+    return s_handle_inbox ((self_t *) self);
 }
 
 //  --------------------------------------------------------------------------

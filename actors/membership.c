@@ -169,8 +169,8 @@ s_dispatch (mb_server_t *server, mb_request_t *request)
 
 //  Decodes [route][ctx][req] and handles it
 static void
-s_handle_request (mb_server_t *server, zframe_t *route, zframe_t *ctx_frame,
-                  zframe_t *req_frame)
+s_handle_request (mb_server_t *server, zmq_msg_t *route, zmq_msg_t *ctx_frame,
+                  zmq_msg_t *req_frame)
 {
     mb_request_t request = { .route = route, .req_frame = req_frame, .op = "" };
     const char *why = NULL;
@@ -202,19 +202,17 @@ s_handle_inbox (self_t *self)
 {
     int handled = 0;
     do {
-        zmsg_t *msg = zmsg_recv (self->inbox);
-        if (!msg)
+        stage_msg_t msg;
+        if (stage_msg_recv (&msg, self->inbox))
             break;
-        if (zmsg_size (msg) == 3) {
-            zframe_t *route = zmsg_first (msg);
-            zframe_t *ctx = zmsg_next (msg);
-            zframe_t *req = zmsg_next (msg);
-            s_handle_request (self->server, route, ctx, req);
-        }
+        if (stage_msg_size (&msg) == 3)
+            s_handle_request (self->server, stage_msg_frame (&msg, 0), stage_msg_frame (&msg, 1),
+                              stage_msg_frame (&msg, 2));
         else
-            zsys_error ("membership: malformed message from ingest (%zu frames)", zmsg_size (msg));
-        zmsg_destroy (&msg);
-    } while (++handled < DRAIN_MAX && (zsock_events (self->inbox) & ZMQ_POLLIN));
+            zsys_error ("membership: malformed message from ingest (%zu frames)",
+                        stage_msg_size (&msg));
+        stage_msg_close (&msg);
+    } while (++handled < DRAIN_MAX);
 }
 
 //  Saves the changed affinities if the last flush is old enough

@@ -238,8 +238,9 @@ mb_auth_login (mb_server_t *server, mb_request_t *request)
 void
 mb_auth_login_finish (mb_server_t *server, mb_login_t *login)
 {
-    mb_request_t request = { .route = login->route, .req_frame = login->req_frame, .op = "login" };
-    request.req = proto_msg_decode (zframe_data (login->req_frame), zframe_size (login->req_frame), NULL);
+    mb_request_t request = { .route = &login->route, .req_frame = &login->req_frame, .op = "login" };
+    request.req = proto_msg_decode (zmq_msg_data (&login->req_frame),
+                                    zmq_msg_size (&login->req_frame), NULL);
     if (request.req)
         proto_msg_u64 (request.req, "rid", &request.rid);
     request.now = stage_now_ms ();

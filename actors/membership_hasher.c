@@ -28,8 +28,8 @@ void
 mb_login_destroy (mb_login_t **self_p)
 {
     if (self_p && *self_p) {
-        zframe_destroy (&(*self_p)->route);
-        zframe_destroy (&(*self_p)->req_frame);
+        zmq_msg_close (&(*self_p)->route);
+        zmq_msg_close (&(*self_p)->req_frame);
         free (*self_p);
         *self_p = NULL;
     }
@@ -135,7 +135,7 @@ mb_hasher_destroy (mb_hasher_t **self_p)
 //  Queue a check; -1 if the queue is full
 
 int
-mb_hasher_submit (mb_hasher_t *self, zframe_t *route, zframe_t *req_frame,
+mb_hasher_submit (mb_hasher_t *self, zmq_msg_t *route, zmq_msg_t *req_frame,
                   uint64_t tenant, uint64_t user, const char *hash,
                   const char *password, size_t password_len)
 {
@@ -143,8 +143,10 @@ mb_hasher_submit (mb_hasher_t *self, zframe_t *route, zframe_t *req_frame,
         return -1;
     job_t *job = (job_t *) zmalloc (sizeof (job_t));
     job->login = (mb_login_t *) zmalloc (sizeof (mb_login_t));
-    job->login->route = zframe_dup (route);
-    job->login->req_frame = zframe_dup (req_frame);
+    zmq_msg_init (&job->login->route);
+    zmq_msg_copy (&job->login->route, route);
+    zmq_msg_init (&job->login->req_frame);
+    zmq_msg_copy (&job->login->req_frame, req_frame);
     job->login->tenant = tenant;
     job->login->user = user;
     job->hash = strdup (hash);

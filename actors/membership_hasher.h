@@ -20,8 +20,8 @@ typedef struct _mb_hasher_t mb_hasher_t;
 
 //  A login waiting for its check
 typedef struct {
-    zframe_t *route;                //  session to answer
-    zframe_t *req_frame;            //  the login request
+    zmq_msg_t route;                //  session to answer
+    zmq_msg_t req_frame;            //  the login request
     uint64_t tenant;                //  tenant id
     uint64_t user;                  //  user id, 0 if the handle is unknown
     bool match;                     //  the verdict, once checked
@@ -36,7 +36,7 @@ void
 //  Queue a check of password against hash (an argon2id string). The route
 //  and request frames are copied. Returns 0, or -1 if the queue is full.
 int
-    mb_hasher_submit (mb_hasher_t *self, zframe_t *route, zframe_t *req_frame,
+    mb_hasher_submit (mb_hasher_t *self, zmq_msg_t *route, zmq_msg_t *req_frame,
                       uint64_t tenant, uint64_t user, const char *hash,
                       const char *password, size_t password_len);
 //  Add the workers' sockets to a poller

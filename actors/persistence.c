@@ -42,19 +42,21 @@ s_pending_destroy (void **item)
 {
     pending_t *pending = (pending_t *) *item;
     if (pending) {
-        zframe_destroy (&pending->route);
-        zframe_destroy (&pending->reply);
-        zframe_destroy (&pending->meta);
-        zframe_destroy (&pending->event);
+        zmq_msg_close (&pending->route);
+        zmq_msg_close (&pending->reply);
+        zmq_msg_close (&pending->meta);
+        zmq_msg_close (&pending->event);
         free (pending);
         *item = NULL;
     }
 }
 
-static zframe_t *
-s_frame (proto_writer_t *writer)
+//  Initializes frame with a copy of the bytes in writer
+static void
+s_frame_init (zmq_msg_t *frame, proto_writer_t *writer)
 {
-    return zframe_new (proto_writer_data (writer), proto_writer_size (writer));
+    zmq_msg_init_size (frame, proto_writer_size (writer));
+    memcpy (zmq_msg_data (frame), proto_writer_data (writer), proto_writer_size (writer));
 }
 
 //  --------------------------------------------------------------------------
@@ -320,12 +322,18 @@ void
 pst_pending_add (self_t *self, request_t *request, bool with_event)
 {
     pending_t *pending = (pending_t *) zmalloc (sizeof (pending_t));
-    pending->route = zframe_dup (request->route);
-    pending->reply = s_frame (self->writer);
+    zmq_msg_init (&pending->route);
+    zmq_msg_copy (&pending->route, request->route);
+    s_frame_init (&pending->reply, self->writer);
+    pending->with_event = with_event;
     pending->rid = request->rid;
     if (with_event) {
-        pending->meta = s_frame (self->meta);
-        pending->event = s_frame (self->event);
+        s_frame_init (&pending->meta, self->meta);
+        s_frame_init (&pending->event, self->event);
+    }
+    else {
+        zmq_msg_init (&pending->meta);
+        zmq_msg_init (&pending->event);
     }
     zlistx_add_end (self->pending, pending);
 }
@@ -336,12 +344,32 @@ pst_pending_add (self_t *self, request_t *request, bool with_event)
 //  Counts an ack or event the next stage would not take (it is saved; the
 //  client retries or catches up by seq), and logs the first of each 1,000
 static void
-s_dropped (self_t *self, zmsg_t **msg_p, const char *what)
+s_dropped (self_t *self, const char *what)
 {
-    zmsg_destroy (msg_p);
     if (self->dropped++ % 1000 == 0)
         zsys_warning ("persistence: the next stage is not taking %ss (%" PRIu64 " dropped so far)",
                       what, self->dropped);
+}
+
+//  Sends the ack of one staged request, then its event if it has one
+static void
+s_pending_send (self_t *self, pending_t *pending)
+{
+    stage_frame_t ack [] = {
+        stage_frame_str (STAGE_REPLY), stage_frame_msg (&pending->route),
+        stage_frame_msg (&pending->reply), stage_frame_mem ("", 0)
+    };
+    if (stage_send (self->broker, ack, 4))
+        s_dropped (self, "ack");
+    pending->acked = true;
+    if (!pending->with_event)
+        return;
+    stage_frame_t event [] = {
+        stage_frame_str (STAGE_EVENT), stage_frame_msg (&pending->meta),
+        stage_frame_msg (&pending->event)
+    };
+    if (stage_send (self->fanout, event, 3))
+        s_dropped (self, "event");
 }
 
 //  Sends the acks and events of the batch (its write succeeded)
@@ -353,21 +381,7 @@ s_commit_acks (self_t *self)
          pending = (pending_t *) zlistx_next (self->pending)) {
         if (++acked == zlistx_size (self->pending) / 2 + 1)
             stage_kill_point ("mid_acks");
-        zmsg_t *msg = zmsg_new ();
-        zmsg_addstr (msg, STAGE_REPLY);
-        zmsg_append (msg, &pending->route);
-        zmsg_append (msg, &pending->reply);
-        zmsg_append (msg, &(zframe_t *) { zframe_new_empty () });
-        if (zmsg_send (&msg, self->broker))
-            s_dropped (self, &msg, "ack");
-        if (pending->event) {
-            msg = zmsg_new ();
-            zmsg_addstr (msg, STAGE_EVENT);
-            zmsg_append (msg, &pending->meta);
-            zmsg_append (msg, &pending->event);
-            if (zmsg_send (&msg, self->fanout))
-                s_dropped (self, &msg, "event");
-        }
+        s_pending_send (self, pending);
     }
 }
 
@@ -381,8 +395,8 @@ s_commit_failed (self_t *self, char *err)
         *self->undo [i - 1].slot = self->undo [i - 1].old;
     for (pending_t *pending = (pending_t *) zlistx_first (self->pending); pending;
          pending = (pending_t *) zlistx_next (self->pending))
-        if (pending->route)         //  NULL only in the early-ack control build
-            stage_send_error (self->broker, pending->route, pending->rid,
+        if (!pending->acked)        //  acked only in the early-ack control build
+            stage_send_error (self->broker, &pending->route, pending->rid,
                               PROTO_ERR_STORAGE_UNAVAILABLE, NULL);
 }
 
@@ -730,7 +744,13 @@ s_handle_read (self_t *self, request_t *request)
         pst_reply_begin (self, request->rid);
         proto_writer_kv_u64 (self->writer, "ch", request->ch);
         proto_writer_kv_u64 (self->writer, "read_seq", position->read);
-        pst_reply_send (self, request);
+        if (position->staged) {
+            //  The position this batch raised is durable only with the batch
+            proto_writer_map_end (self->writer);
+            pst_pending_add (self, request, false);
+        }
+        else
+            pst_reply_send (self, request);
         return;
     }
     if (store_failed (self->store)) {
@@ -795,13 +815,13 @@ s_handle_request (self_t *self, request_t *request)
 
 //  Decodes [route][ctx][req] and handles it
 static void
-s_handle_message (self_t *self, zmsg_t *msg)
+s_handle_message (self_t *self, stage_msg_t *msg)
 {
     request_t request;
     memset (&request, 0, sizeof (request));
-    request.route = zmsg_pop (msg);
-    zframe_t *ctx = zmsg_pop (msg);
-    zframe_t *req = zmsg_pop (msg);
+    request.route = stage_msg_frame (msg, 0);
+    zmq_msg_t *ctx = stage_msg_frame (msg, 1);
+    zmq_msg_t *req = stage_msg_frame (msg, 2);
     if (request.route && ctx && req) {
         const char *inbox = self->config->persistence_endpoint;
         request.ctx = stage_decode (inbox, &proto_stage_limits, ctx, NULL);
@@ -818,9 +838,6 @@ s_handle_message (self_t *self, zmsg_t *msg)
         zsys_error ("persistence: malformed request from membership");
     proto_msg_destroy (&request.ctx);
     proto_msg_destroy (&request.req);
-    zframe_destroy (&request.route);
-    zframe_destroy (&ctx);
-    zframe_destroy (&req);
 }
 
 //  Takes everything waiting on the inbox (up to batch_max), then commits
@@ -830,12 +847,12 @@ s_handle_inbox (self_t *self)
     int taken = 0;
     int batch_max = self->config->batch_max > 0? self->config->batch_max: 1024;
     do {
-        zmsg_t *msg = zmsg_recv (self->inbox);
-        if (!msg)
+        stage_msg_t msg;
+        if (stage_msg_recv (&msg, self->inbox))
             break;
-        s_handle_message (self, msg);
-        zmsg_destroy (&msg);
-    } while (++taken < batch_max && (zsock_events (self->inbox) & ZMQ_POLLIN));
+        s_handle_message (self, &msg);
+        stage_msg_close (&msg);
+    } while (++taken < batch_max);
     pst_commit (self);
 }
 

@@ -18,10 +18,13 @@
 
 //  Work to finish once the batch is durable
 typedef struct {
-    zframe_t *route;            //  who to answer
-    zframe_t *reply;            //  reply bytes
-    zframe_t *meta;             //  event meta for fan-out, or NULL
-    zframe_t *event;            //  event bytes, or NULL
+    zmq_msg_t route;            //  who to answer
+    zmq_msg_t reply;            //  reply bytes
+    zmq_msg_t meta;             //  event meta for fan-out (if with_event)
+    zmq_msg_t event;            //  event bytes (if with_event)
+    bool with_event;            //  an event goes to fan-out after the ack
+    bool acked;                 //  the ack went out (before the write only
+                                //  in the early-ack control build)
     uint64_t rid;               //  request id, for a failure reply
 } pending_t;
 
@@ -83,7 +86,7 @@ typedef struct {
 
 //  Context of one request as membership stamped it
 typedef struct {
-    zframe_t *route;            //  session to answer
+    zmq_msg_t *route;           //  session to answer
     proto_msg_t *ctx;           //  stage context
     proto_msg_t *req;           //  the client's request
     uint64_t rid;               //  request id

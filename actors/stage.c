@@ -13,14 +13,16 @@
 //  Decode a frame that reached the inbox at endpoint (see stage.h)
 
 proto_msg_t *
-stage_decode (const char *endpoint, const proto_limits_t *limits, zframe_t *frame,
+stage_decode (const char *endpoint, const proto_limits_t *limits, zmq_msg_t *frame,
               const char **why)
 {
+    const void *data = zmq_msg_data (frame);
+    size_t size = zmq_msg_size (frame);
     if (strncmp (endpoint, "inproc://", 9) == 0)
-        return proto_msg_decode_trusted (zframe_data (frame), zframe_size (frame), why);
+        return proto_msg_decode_trusted (data, size, why);
     return limits == &proto_client_limits
-         ? proto_msg_decode (zframe_data (frame), zframe_size (frame), why)
-         : proto_msg_decode_stage (zframe_data (frame), zframe_size (frame), why);
+         ? proto_msg_decode (data, size, why)
+         : proto_msg_decode_stage (data, size, why);
 }
 
 //  --------------------------------------------------------------------------
@@ -72,21 +74,40 @@ stage_outbox_new (const stage_config_t *config, const char *endpoint, bool immed
     return outbox;
 }
 
-static zframe_t *
-s_frame_of (proto_writer_t *writer)
+//  Sends one frame; 0 or -1
+static int
+s_frame_send (void *handle, const stage_frame_t *frame, int flags)
 {
-    if (!writer)
-        return zframe_new_empty ();
-    return zframe_new (proto_writer_data (writer), proto_writer_size (writer));
+    if (!frame->msg)
+        return zmq_send (handle, frame->data, frame->size, flags) < 0? -1: 0;
+    zmq_msg_t copy;
+    zmq_msg_init (&copy);
+    zmq_msg_copy (&copy, frame->msg);
+    if (zmq_msg_send (&copy, handle, flags) >= 0)
+        return 0;
+    zmq_msg_close (&copy);
+    return -1;
 }
 
-//  Sends msg without blocking; destroys it in any case
-static int
-s_send (zsock_t *sock, zmsg_t **msg_p)
+//  --------------------------------------------------------------------------
+//  Send frames as one message without blocking
+
+int
+stage_send (zsock_t *sock, const stage_frame_t *frames, size_t count)
 {
-    int rc = zmsg_send (msg_p, sock);
-    if (rc)
-        zmsg_destroy (msg_p);
+    assert (count > 0);
+    void *handle = zsock_resolve (sock);
+    int more = count > 1? ZMQ_SNDMORE: 0;
+    if (s_frame_send (handle, &frames [0], ZMQ_DONTWAIT | more))
+        return -1;
+    //  Once the first frame is taken, a later one fails only if the peer
+    //  went away meanwhile; libzmq then drops the message, and is still
+    //  handed the rest of it so that the next message starts clean
+    int rc = 0;
+    for (size_t i = 1; i < count; i++) {
+        more = i + 1 < count? ZMQ_SNDMORE: 0;
+        rc |= s_frame_send (handle, &frames [i], ZMQ_DONTWAIT | more);
+    }
     return rc;
 }
 
@@ -94,22 +115,21 @@ s_send (zsock_t *sock, zmsg_t **msg_p)
 //  Send a reply to the broker
 
 int
-stage_send_reply (zsock_t *broker, zframe_t *route, proto_writer_t *reply,
+stage_send_reply (zsock_t *broker, zmq_msg_t *route, proto_writer_t *reply,
                   proto_writer_t *ctl)
 {
-    zmsg_t *msg = zmsg_new ();
-    zmsg_addstr (msg, STAGE_REPLY);
-    zmsg_append (msg, &(zframe_t *) { zframe_dup (route) });
-    zmsg_append (msg, &(zframe_t *) { s_frame_of (reply) });
-    zmsg_append (msg, &(zframe_t *) { s_frame_of (ctl) });
-    return s_send (broker, &msg);
+    stage_frame_t frames [] = {
+        stage_frame_str (STAGE_REPLY), stage_frame_msg (route),
+        stage_frame_writer (reply), stage_frame_writer (ctl)
+    };
+    return stage_send (broker, frames, 4);
 }
 
 //  --------------------------------------------------------------------------
 //  Send an error reply for request rid
 
 int
-stage_send_error (zsock_t *broker, zframe_t *route, uint64_t rid,
+stage_send_error (zsock_t *broker, zmq_msg_t *route, uint64_t rid,
                   proto_error_t code, const char *message)
 {
     proto_writer_t *writer = proto_writer_new ();
@@ -123,26 +143,24 @@ stage_send_error (zsock_t *broker, zframe_t *route, uint64_t rid,
 //  Pass a request on to the next stage
 
 int
-stage_forward (zsock_t *next, zframe_t *route, proto_writer_t *ctx, zframe_t *req)
+stage_forward (zsock_t *next, zmq_msg_t *route, proto_writer_t *ctx, zmq_msg_t *req)
 {
-    zmsg_t *msg = zmsg_new ();
-    zmsg_append (msg, &(zframe_t *) { zframe_dup (route) });
-    zmsg_append (msg, &(zframe_t *) { s_frame_of (ctx) });
-    zmsg_append (msg, &(zframe_t *) { zframe_dup (req) });
-    return s_send (next, &msg);
+    stage_frame_t frames [] = {
+        stage_frame_msg (route), stage_frame_writer (ctx), stage_frame_msg (req)
+    };
+    return stage_send (next, frames, 3);
 }
 
 //  --------------------------------------------------------------------------
 //  Pass a request on unchanged
 
 int
-stage_pass (zsock_t *next, zframe_t *route, zframe_t *ctx, zframe_t *req)
+stage_pass (zsock_t *next, zmq_msg_t *route, zmq_msg_t *ctx, zmq_msg_t *req)
 {
-    zmsg_t *msg = zmsg_new ();
-    zmsg_append (msg, &(zframe_t *) { zframe_dup (route) });
-    zmsg_append (msg, &(zframe_t *) { zframe_dup (ctx) });
-    zmsg_append (msg, &(zframe_t *) { zframe_dup (req) });
-    return s_send (next, &msg);
+    stage_frame_t frames [] = {
+        stage_frame_msg (route), stage_frame_msg (ctx), stage_frame_msg (req)
+    };
+    return stage_send (next, frames, 3);
 }
 
 //  --------------------------------------------------------------------------
@@ -151,11 +169,10 @@ stage_pass (zsock_t *next, zframe_t *route, zframe_t *ctx, zframe_t *req)
 int
 stage_send_event (zsock_t *fanout, proto_writer_t *meta, proto_writer_t *event)
 {
-    zmsg_t *msg = zmsg_new ();
-    zmsg_addstr (msg, STAGE_EVENT);
-    zmsg_append (msg, &(zframe_t *) { s_frame_of (meta) });
-    zmsg_append (msg, &(zframe_t *) { s_frame_of (event) });
-    return s_send (fanout, &msg);
+    stage_frame_t frames [] = {
+        stage_frame_str (STAGE_EVENT), stage_frame_writer (meta), stage_frame_writer (event)
+    };
+    return stage_send (fanout, frames, 3);
 }
 
 //  --------------------------------------------------------------------------
@@ -215,7 +232,7 @@ stage_actor_command (zsock_t *pipe)
 //  The loop of an actor with one inbox
 
 void
-stage_serve (zsock_t *pipe, zsock_t *inbox, void (*handle) (void *self), void *self)
+stage_serve (zsock_t *pipe, zsock_t *inbox, bool (*handle) (void *self), void *self)
 {
     zpoller_t *poller = zpoller_new (pipe, inbox, NULL);
     zsock_signal (pipe, 0);
@@ -225,9 +242,11 @@ stage_serve (zsock_t *pipe, zsock_t *inbox, void (*handle) (void *self), void *s
         if (which == pipe)
             terminated = stage_actor_command (pipe);
         else
-        if (which == inbox)
-            for (int i = 0; i < STAGE_DRAIN_MAX && (zsock_events (inbox) & ZMQ_POLLIN); i++)
-                handle (self);
+        if (which == inbox) {
+            int handled = 0;
+            while (handled < STAGE_DRAIN_MAX && handle (self))
+                handled++;
+        }
         else
             terminated = true;          //  interrupted
     }
@@ -256,6 +275,21 @@ stage_kill_point (const char *point)
         zsys_warning ("stage: killed at %s (CHORUS_KILL_AT)", point);
         raise (SIGKILL);
     }
+}
+
+//  --------------------------------------------------------------------------
+//  Write bytes as lower-case hex
+
+void
+stage_hex (const void *data, size_t size, char *out)
+{
+    static const char digits [] = "0123456789abcdef";
+    const byte *bytes = (const byte *) data;
+    for (size_t i = 0; i < size; i++) {
+        out [i * 2] = digits [bytes [i] >> 4];
+        out [i * 2 + 1] = digits [bytes [i] & 15];
+    }
+    out [size * 2] = 0;
 }
 
 //  --------------------------------------------------------------------------

@@ -11,6 +11,7 @@
 
 #include <czmq.h>
 #include "chorus/proto.h"
+#include "stage_msg.h"
 
 //  Configuration of a chorusd process; every stage reads what it needs
 typedef struct {
@@ -89,22 +90,65 @@ zsock_t *
 zsock_t *
     stage_outbox_new (const stage_config_t *config, const char *endpoint, bool immediate);
 
+//  One frame of a message to send: bytes, which the send copies, or a
+//  frame of a received message, sent as a zmq_msg_copy (which shares the
+//  bytes instead of copying them)
+typedef struct {
+    const void *data;               //  bytes, when msg is NULL
+    size_t size;                    //  their size
+    zmq_msg_t *msg;                 //  a frame, or NULL
+} stage_frame_t;
+
+//  Bytes, which the send copies
+static inline stage_frame_t
+stage_frame_mem (const void *data, size_t size)
+{
+    return (stage_frame_t) { data, size, NULL };
+}
+
+//  The bytes of a string, without its terminating NUL
+static inline stage_frame_t
+stage_frame_str (const char *string)
+{
+    return stage_frame_mem (string, strlen (string));
+}
+
+//  A received frame, sent as a copy that shares its bytes
+static inline stage_frame_t
+stage_frame_msg (zmq_msg_t *msg)
+{
+    return (stage_frame_t) { NULL, 0, msg };
+}
+
+//  The bytes in writer, or an empty frame if writer is NULL
+static inline stage_frame_t
+stage_frame_writer (proto_writer_t *writer)
+{
+    return writer? stage_frame_mem (proto_writer_data (writer), proto_writer_size (writer))
+                 : stage_frame_mem ("", 0);
+}
+
+//  Send count frames as one message without blocking. 0, or -1 if the
+//  socket cannot take it now (a full queue or no peer: errno says which).
+int
+    stage_send (zsock_t *sock, const stage_frame_t *frames, size_t count);
+
 //  Send a reply to the broker: ["R"][route][reply][ctl or empty]. The route
 //  frame is copied. Returns 0, or -1 if the broker cannot take it now.
 int
-    stage_send_reply (zsock_t *broker, zframe_t *route, proto_writer_t *reply,
+    stage_send_reply (zsock_t *broker, zmq_msg_t *route, proto_writer_t *reply,
                       proto_writer_t *ctl);
 //  Send an error reply for request rid
 int
-    stage_send_error (zsock_t *broker, zframe_t *route, uint64_t rid,
+    stage_send_error (zsock_t *broker, zmq_msg_t *route, uint64_t rid,
                       proto_error_t code, const char *message);
 //  Pass a request on: [route][ctx][req]. Frames are copied. 0 or -1.
 int
-    stage_forward (zsock_t *next, zframe_t *route, proto_writer_t *ctx,
-                   zframe_t *req);
+    stage_forward (zsock_t *next, zmq_msg_t *route, proto_writer_t *ctx,
+                   zmq_msg_t *req);
 //  Pass a request on unchanged: [route][ctx][req], all frames copied. 0 or -1.
 int
-    stage_pass (zsock_t *next, zframe_t *route, zframe_t *ctx, zframe_t *req);
+    stage_pass (zsock_t *next, zmq_msg_t *route, zmq_msg_t *ctx, zmq_msg_t *req);
 //  Send an event to fan-out: ["EV"][meta][event]. 0 or -1.
 int
     stage_send_event (zsock_t *fanout, proto_writer_t *meta, proto_writer_t *event);
@@ -127,7 +171,7 @@ bool
 //  they entered (ingest) or built by our writers: no second scan. Any
 //  other inbox validates within limits (client or stage limits).
 proto_msg_t *
-    stage_decode (const char *endpoint, const proto_limits_t *limits, zframe_t *frame,
+    stage_decode (const char *endpoint, const proto_limits_t *limits, zmq_msg_t *frame,
                   const char **why);
 
 //  Crash testing: with CHORUS_KILL_AT=<point>:<odds> in the environment,
@@ -139,9 +183,14 @@ void
 
 //  The loop of an actor with one inbox: signals the pipe that it started,
 //  then calls handle (self) for each waiting message (up to STAGE_DRAIN_MAX
-//  per wake) until $TERM. handle reads one message from the inbox.
+//  per wake) until $TERM. handle reads one message from the inbox and
+//  returns false if none was waiting.
 void
-    stage_serve (zsock_t *pipe, zsock_t *inbox, void (*handle) (void *self), void *self);
+    stage_serve (zsock_t *pipe, zsock_t *inbox, bool (*handle) (void *self), void *self);
+
+//  Write size bytes of data as lower-case hex into out (2 * size + 1 bytes)
+void
+    stage_hex (const void *data, size_t size, char *out);
 
 //  Milliseconds since the epoch (wall clock, for timestamps)
 uint64_t

@@ -44,21 +44,11 @@ typedef struct {
     zhashx_t *peers;            //  identity hex -> peer_t
     zhashx_t *sessions;         //  route hex -> session_t
     proto_writer_t *writer;     //  scratch writer
+    proto_writer_t *sids;       //  scratch: the sids of one reply
     int64_t next_sweep;         //  when to look for silent peers
     bool terminated;            //  $TERM received
     uint64_t dropped;           //  sends to peers that failed
 } self_t;
-
-static void
-s_hex (const byte *data, size_t size, char *out)
-{
-    static const char digits [] = "0123456789abcdef";
-    for (size_t i = 0; i < size; i++) {
-        out [i * 2] = digits [data [i] >> 4];
-        out [i * 2 + 1] = digits [data [i] & 15];
-    }
-    out [size * 2] = 0;
-}
 
 static void
 s_peer_destroy (void **item)
@@ -83,31 +73,33 @@ s_session_destroy (void **item)
     }
 }
 
-//  Builds the route frame for identity + sid
-static zframe_t *
-s_route_new (zframe_t *identity, uint64_t sid)
+//  Initializes route with the route frame of identity + sid
+static void
+s_route_init (zmq_msg_t *route, zmq_msg_t *identity, uint64_t sid)
 {
-    size_t id_size = zframe_size (identity);
-    byte route [ROUTE_MAX];
-    route [0] = (byte) id_size;
-    memcpy (route + 1, zframe_data (identity), id_size);
+    size_t id_size = zmq_msg_size (identity);
+    zmq_msg_init_size (route, 1 + id_size + 8);
+    byte *data = (byte *) zmq_msg_data (route);
+    data [0] = (byte) id_size;
+    memcpy (data + 1, zmq_msg_data (identity), id_size);
     for (int i = 0; i < 8; i++)
-        route [1 + id_size + i] = (byte) (sid >> (56 - 8 * i));
-    return zframe_new (route, 1 + id_size + 8);
+        data [1 + id_size + i] = (byte) (sid >> (56 - 8 * i));
 }
 
-//  Splits a route frame; returns identity frame (new) and sid, or NULL
-static zframe_t *
-s_route_parse (zframe_t *route, uint64_t *sid)
+//  Splits a route frame: returns its identity bytes (in the frame) and
+//  their size, and the sid; NULL if it is not a route
+static const byte *
+s_route_parse (zmq_msg_t *route, size_t *id_size, uint64_t *sid)
 {
-    size_t size = zframe_size (route);
-    byte *data = zframe_data (route);
+    size_t size = zmq_msg_size (route);
+    const byte *data = (const byte *) zmq_msg_data (route);
     if (size < 9 || (size_t) data [0] + 9 != size)
         return NULL;
+    *id_size = data [0];
     *sid = 0;
     for (int i = 0; i < 8; i++)
         *sid = (*sid << 8) | data [1 + data [0] + i];
-    return zframe_new (data + 1, data [0]);
+    return data + 1;
 }
 
 static self_t *
@@ -141,6 +133,7 @@ s_self_new (zsock_t *pipe, const stage_config_t *config)
     self->sessions = zhashx_new ();
     zhashx_set_destructor (self->sessions, s_session_destroy);
     self->writer = proto_writer_new ();
+    self->sids = proto_writer_new ();
     self->next_sweep = zclock_mono () + 1000;
     if (!bound || !self->inbox || !self->ingest || !self->fanout) {
         self->terminated = true;
@@ -165,6 +158,7 @@ s_self_destroy (self_t **self_p)
         zsock_destroy (&self->ingest);
         zsock_destroy (&self->fanout);
         proto_writer_destroy (&self->writer);
+        proto_writer_destroy (&self->sids);
         free (self);
         *self_p = NULL;
     }
@@ -174,11 +168,11 @@ s_self_destroy (self_t **self_p)
 static void
 s_send_down (self_t *self, session_t *session)
 {
-    zmsg_t *msg = zmsg_new ();
-    zmsg_addstr (msg, STAGE_DOWN);
-    zmsg_append (msg, &(zframe_t *) { zframe_dup (session->route) });
-    if (zmsg_send (&msg, self->fanout))
-        zmsg_destroy (&msg);
+    stage_frame_t down [] = {
+        stage_frame_str (STAGE_DOWN),
+        stage_frame_mem (zframe_data (session->route), zframe_size (session->route))
+    };
+    stage_send (self->fanout, down, 2);
 }
 
 //  Tells fan-out that a session is up as (tenant, user)
@@ -190,12 +184,12 @@ s_send_up (self_t *self, session_t *session)
     proto_writer_kv_u64 (self->writer, "tn", session->tenant);
     proto_writer_kv_u64 (self->writer, "uid", session->user);
     proto_writer_map_end (self->writer);
-    zmsg_t *msg = zmsg_new ();
-    zmsg_addstr (msg, STAGE_UP);
-    zmsg_append (msg, &(zframe_t *) { zframe_dup (session->route) });
-    zmsg_addmem (msg, proto_writer_data (self->writer), proto_writer_size (self->writer));
-    if (zmsg_send (&msg, self->fanout))
-        zmsg_destroy (&msg);
+    stage_frame_t up [] = {
+        stage_frame_str (STAGE_UP),
+        stage_frame_mem (zframe_data (session->route), zframe_size (session->route)),
+        stage_frame_writer (self->writer)
+    };
+    stage_send (self->fanout, up, 3);
 }
 
 //  Forgets one session
@@ -218,20 +212,20 @@ s_peer_drop (self_t *self, peer_t *peer)
         session = (session_t *) zhashx_first (peer->sessions);
     }
     char key [512 + 1];
-    s_hex (zframe_data (peer->identity), zframe_size (peer->identity), key);
+    stage_hex (zframe_data (peer->identity), zframe_size (peer->identity), key);
     zhashx_delete (self->peers, key);
 }
 
-//  The peer for identity, created on first contact
+//  The peer for identity (size bytes), created on first contact
 static peer_t *
-s_peer_touch (self_t *self, zframe_t *identity)
+s_peer_touch (self_t *self, const byte *identity, size_t size)
 {
     char key [512 + 1];
-    s_hex (zframe_data (identity), zframe_size (identity), key);
+    stage_hex (identity, size, key);
     peer_t *peer = (peer_t *) zhashx_lookup (self->peers, key);
     if (!peer) {
         peer = (peer_t *) zmalloc (sizeof (peer_t));
-        peer->identity = zframe_dup (identity);
+        peer->identity = zframe_new (identity, size);
         peer->sessions = zhashx_new ();
         zhashx_insert (self->peers, key, peer);
     }
@@ -251,105 +245,116 @@ s_write_ctx (self_t *self, session_t *session)
     proto_writer_map_end (self->writer);
 }
 
-//  Sends [payload][sids][notify] to a peer; drops the peer if it is gone
+//  Writes the sids [sid] of a reply into self->sids
 static void
-s_send_to_peer (self_t *self, zframe_t *identity, zframe_t **payload,
-                zframe_t **sids, zframe_t **notify)
+s_write_sids (self_t *self, uint64_t sid)
 {
-    zmsg_t *msg = zmsg_new ();
-    zmsg_append (msg, &(zframe_t *) { zframe_dup (identity) });
-    zmsg_append (msg, payload);
-    zmsg_append (msg, sids);
-    zmsg_append (msg, notify);
-    if (zmsg_send (&msg, self->front)) {
-        zmsg_destroy (&msg);
-        self->dropped++;
-        char key [512 + 1];
-        s_hex (zframe_data (identity), zframe_size (identity), key);
-        peer_t *peer = (peer_t *) zhashx_lookup (self->peers, key);
-        if (peer && errno == EHOSTUNREACH) {
-            zsys_info ("broker: peer %s is gone, dropping its sessions", key);
-            s_peer_drop (self, peer);
-        }
+    proto_writer_reset (self->sids);
+    proto_writer_array_begin (self->sids);
+    proto_writer_u64 (self->sids, sid);
+    proto_writer_array_end (self->sids);
+}
+
+//  Sends [payload][sids][notify] to the peer of identity (size bytes);
+//  drops the peer if it is gone
+static void
+s_send_to_peer (self_t *self, const byte *identity, size_t size, stage_frame_t payload,
+                stage_frame_t sids, stage_frame_t notify)
+{
+    stage_frame_t frames [] = { stage_frame_mem (identity, size), payload, sids, notify };
+    if (stage_send (self->front, frames, 4) == 0)
+        return;
+    bool gone = errno == EHOSTUNREACH;
+    self->dropped++;
+    char key [512 + 1];
+    stage_hex (identity, size, key);
+    peer_t *peer = (peer_t *) zhashx_lookup (self->peers, key);
+    if (peer && gone) {
+        zsys_info ("broker: peer %s is gone, dropping its sessions", key);
+        s_peer_drop (self, peer);
     }
 }
 
 //  Answers a request the broker could not pass on
 static void
-s_reply_unavailable (self_t *self, zframe_t *identity, zframe_t *payload, uint64_t sid)
+s_reply_unavailable (self_t *self, zmq_msg_t *identity, zmq_msg_t *payload, uint64_t sid)
 {
     uint64_t rid = 0;
-    proto_msg_t *request = proto_msg_decode (zframe_data (payload), zframe_size (payload), NULL);
+    proto_msg_t *request = proto_msg_decode (zmq_msg_data (payload), zmq_msg_size (payload), NULL);
     if (request)
         proto_msg_u64 (request, "rid", &rid);
     proto_msg_destroy (&request);
     proto_write_error (self->writer, rid, PROTO_ERR_STAGE_UNAVAILABLE, NULL, 0);
-    zframe_t *reply = zframe_new (proto_writer_data (self->writer), proto_writer_size (self->writer));
-    proto_writer_reset (self->writer);
-    proto_writer_array_begin (self->writer);
-    proto_writer_u64 (self->writer, sid);
-    proto_writer_array_end (self->writer);
-    zframe_t *sids = zframe_new (proto_writer_data (self->writer), proto_writer_size (self->writer));
-    zframe_t *notify = zframe_new ("\x90", 1);
-    s_send_to_peer (self, identity, &reply, &sids, &notify);
+    s_write_sids (self, sid);
+    s_send_to_peer (self, (const byte *) zmq_msg_data (identity), zmq_msg_size (identity),
+                    stage_frame_writer (self->writer), stage_frame_writer (self->sids),
+                    stage_frame_mem ("\x90", 1));
 }
 
-//  A request from a peer: [identity][payload][sid?]
+//  Reads the optional sid frame of a request, a msgpack unsigned integer;
+//  false if it is not one
+static bool
+s_sid_parse (zmq_msg_t *frame, uint64_t *sid)
+{
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    size_t offset = 0;
+    bool valid = zmq_msg_size (frame) <= 9
+              && msgpack_unpack_next (&unpacked, (const char *) zmq_msg_data (frame),
+                                      zmq_msg_size (frame), &offset) == MSGPACK_UNPACK_SUCCESS
+              && unpacked.data.type == MSGPACK_OBJECT_POSITIVE_INTEGER;
+    if (valid)
+        *sid = unpacked.data.via.u64;
+    msgpack_unpacked_destroy (&unpacked);
+    return valid;
+}
+
+//  Stamps a request with its session's ctx and passes it to ingest
 static void
+s_request_forward (self_t *self, zmq_msg_t *identity, zmq_msg_t *payload, uint64_t sid)
+{
+    s_peer_touch (self, (const byte *) zmq_msg_data (identity), zmq_msg_size (identity));
+    zmq_msg_t route;
+    s_route_init (&route, identity, sid);
+    char key [ROUTE_MAX * 2 + 1];
+    stage_hex (zmq_msg_data (&route), zmq_msg_size (&route), key);
+    session_t *session = (session_t *) zhashx_lookup (self->sessions, key);
+    s_write_ctx (self, session);
+    if (stage_forward (self->ingest, &route, self->writer, payload))
+        s_reply_unavailable (self, identity, payload, sid);
+    zmq_msg_close (&route);
+}
+
+//  A request from a peer: [identity][payload][sid?]; false if none waited
+static bool
 s_handle_front (self_t *self)
 {
-    zmsg_t *msg = zmsg_recv (self->front);
-    if (!msg)
-        return;
-    zframe_t *identity = zmsg_pop (msg);
-    zframe_t *payload = zmsg_pop (msg);
-    zframe_t *sid_frame = zmsg_pop (msg);
+    stage_msg_t msg;
+    if (stage_msg_recv (&msg, self->front))
+        return false;
+    size_t size = stage_msg_size (&msg);
+    zmq_msg_t *identity = stage_msg_frame (&msg, 0);
     uint64_t sid = 0;
-    bool valid = identity && payload && zframe_size (identity) <= 255
-              && zmsg_size (msg) == 0;
-    if (valid && sid_frame) {
-        //  The sid is a msgpack unsigned integer
-        msgpack_unpacked unpacked;
-        msgpack_unpacked_init (&unpacked);
-        size_t offset = 0;
-        if (zframe_size (sid_frame) <= 9
-        &&  msgpack_unpack_next (&unpacked, (const char *) zframe_data (sid_frame),
-                                 zframe_size (sid_frame), &offset) == MSGPACK_UNPACK_SUCCESS
-        &&  unpacked.data.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-            sid = unpacked.data.via.u64;
-        else
-            valid = false;
-        msgpack_unpacked_destroy (&unpacked);
-    }
-    if (valid) {
-        peer_t *peer = s_peer_touch (self, identity);
-        (void) peer;
-        zframe_t *route = s_route_new (identity, sid);
-        char key [ROUTE_MAX * 2 + 1];
-        s_hex (zframe_data (route), zframe_size (route), key);
-        session_t *session = (session_t *) zhashx_lookup (self->sessions, key);
-        s_write_ctx (self, session);
-        if (stage_forward (self->ingest, route, self->writer, payload))
-            s_reply_unavailable (self, identity, payload, sid);
-        zframe_destroy (&route);
-    }
-    zframe_destroy (&identity);
-    zframe_destroy (&payload);
-    zframe_destroy (&sid_frame);
-    zmsg_destroy (&msg);
+    bool valid = (size == 2 || size == 3) && zmq_msg_size (identity) <= 255
+              && (size == 2 || s_sid_parse (stage_msg_frame (&msg, 2), &sid));
+    if (valid)
+        s_request_forward (self, identity, stage_msg_frame (&msg, 1), sid);
+    stage_msg_close (&msg);
+    return true;
 }
 
 //  Applies a reply's ctl: {set: {tn, uid, adm}} or {drop: true}
 static void
-s_apply_ctl (self_t *self, zframe_t *route, zframe_t *ctl)
+s_apply_ctl (self_t *self, zmq_msg_t *route, zmq_msg_t *ctl)
 {
-    proto_msg_t *msg = proto_msg_decode (zframe_data (ctl), zframe_size (ctl), NULL);
+    proto_msg_t *msg = proto_msg_decode (zmq_msg_data (ctl), zmq_msg_size (ctl), NULL);
     if (!msg)
         return;
     uint64_t sid;
-    zframe_t *identity = s_route_parse (route, &sid);
+    size_t id_size;
+    const byte *identity = s_route_parse (route, &id_size, &sid);
     char key [ROUTE_MAX * 2 + 1];
-    s_hex (zframe_data (route), zframe_size (route), key);
+    stage_hex (zmq_msg_data (route), zmq_msg_size (route), key);
     session_t *session = (session_t *) zhashx_lookup (self->sessions, key);
     const msgpack_object *set = proto_msg_get (msg, "set");
     bool drop = false;
@@ -359,9 +364,9 @@ s_apply_ctl (self_t *self, zframe_t *route, zframe_t *ctl)
     if (set && identity) {
         session = (session_t *) zmalloc (sizeof (session_t));
         strcpy (session->key, key);
-        session->route = zframe_dup (route);
+        session->route = zframe_new (zmq_msg_data (route), zmq_msg_size (route));
         session->sid = sid;
-        session->peer = s_peer_touch (self, identity);
+        session->peer = s_peer_touch (self, identity, id_size);
         proto_map_u64 (set, "tn", &session->tenant);
         proto_map_u64 (set, "uid", &session->user);
         proto_map_bool (set, "adm", &session->admin);
@@ -370,7 +375,6 @@ s_apply_ctl (self_t *self, zframe_t *route, zframe_t *ctl)
         if (session->user)
             s_send_up (self, session);
     }
-    zframe_destroy (&identity);
     proto_msg_destroy (&msg);
 }
 
@@ -391,72 +395,70 @@ s_replay_sessions (self_t *self)
 
 //  A reply from a stage: ["R"][route][reply][ctl]
 static void
-s_handle_reply (self_t *self, zmsg_t *msg)
+s_handle_reply (self_t *self, stage_msg_t *msg)
 {
-    zframe_t *route = zmsg_pop (msg);
-    zframe_t *reply = zmsg_pop (msg);
-    zframe_t *ctl = zmsg_pop (msg);
+    zmq_msg_t *route = stage_msg_frame (msg, 1);
+    zmq_msg_t *reply = stage_msg_frame (msg, 2);
+    zmq_msg_t *ctl = stage_msg_frame (msg, 3);
     uint64_t sid;
-    zframe_t *identity = route? s_route_parse (route, &sid): NULL;
-    if (identity && reply && ctl) {
-        if (zframe_size (ctl))
-            s_apply_ctl (self, route, ctl);
-        if (zframe_size (reply)) {
-            proto_writer_reset (self->writer);
-            proto_writer_array_begin (self->writer);
-            proto_writer_u64 (self->writer, sid);
-            proto_writer_array_end (self->writer);
-            zframe_t *sids = zframe_new (proto_writer_data (self->writer),
-                                         proto_writer_size (self->writer));
-            zframe_t *notify = zframe_new ("\x90", 1);
-            s_send_to_peer (self, identity, &reply, &sids, &notify);
-        }
-    }
-    else
+    size_t id_size;
+    const byte *identity = route? s_route_parse (route, &id_size, &sid): NULL;
+    if (!identity || !reply || !ctl) {
         zsys_warning ("broker: malformed reply from a stage");
-    zframe_destroy (&identity);
-    zframe_destroy (&route);
-    zframe_destroy (&reply);
-    zframe_destroy (&ctl);
+        return;
+    }
+    if (zmq_msg_size (ctl))
+        s_apply_ctl (self, route, ctl);
+    if (zmq_msg_size (reply)) {
+        s_write_sids (self, sid);
+        s_send_to_peer (self, identity, id_size, stage_frame_msg (reply),
+                        stage_frame_writer (self->sids), stage_frame_mem ("\x90", 1));
+    }
 }
 
 //  A delivery from fan-out: ["D"][identity][event][sids][notify]
 static void
-s_handle_delivery (self_t *self, zmsg_t *msg)
+s_handle_delivery (self_t *self, stage_msg_t *msg)
 {
-    zframe_t *identity = zmsg_pop (msg);
-    zframe_t *event = zmsg_pop (msg);
-    zframe_t *sids = zmsg_pop (msg);
-    zframe_t *notify = zmsg_pop (msg);
-    if (identity && event && sids && notify)
-        s_send_to_peer (self, identity, &event, &sids, &notify);
+    zmq_msg_t *identity = stage_msg_frame (msg, 1);
+    zmq_msg_t *event = stage_msg_frame (msg, 2);
+    zmq_msg_t *sids = stage_msg_frame (msg, 3);
+    zmq_msg_t *notify = stage_msg_frame (msg, 4);
+    if (identity && event && sids && notify && zmq_msg_size (identity) <= 255)
+        s_send_to_peer (self, (const byte *) zmq_msg_data (identity), zmq_msg_size (identity),
+                        stage_frame_msg (event), stage_frame_msg (sids), stage_frame_msg (notify));
     else
         zsys_warning ("broker: malformed delivery from fan-out");
-    zframe_destroy (&identity);
-    zframe_destroy (&event);
-    zframe_destroy (&sids);
-    zframe_destroy (&notify);
 }
 
-static void
+//  A message from a stage; false if none was waiting
+static bool
 s_handle_inbox (self_t *self)
 {
-    zmsg_t *msg = zmsg_recv (self->inbox);
-    if (!msg)
-        return;
-    char *kind = zmsg_popstr (msg);
-    if (kind && streq (kind, STAGE_REPLY))
-        s_handle_reply (self, msg);
+    stage_msg_t msg;
+    if (stage_msg_recv (&msg, self->inbox))
+        return false;
+    if (stage_msg_is (&msg, 0, STAGE_REPLY))
+        s_handle_reply (self, &msg);
     else
-    if (kind && streq (kind, STAGE_DELIVERY))
-        s_handle_delivery (self, msg);
+    if (stage_msg_is (&msg, 0, STAGE_DELIVERY))
+        s_handle_delivery (self, &msg);
     else
-    if (kind && streq (kind, STAGE_RESYNC))
+    if (stage_msg_is (&msg, 0, STAGE_RESYNC))
         s_replay_sessions (self);
     else
         zsys_warning ("broker: unknown inbox message");
-    free (kind);
-    zmsg_destroy (&msg);
+    stage_msg_close (&msg);
+    return true;
+}
+
+//  Handles up to STAGE_DRAIN_MAX waiting messages with handle
+static void
+s_drain (self_t *self, bool (*handle) (self_t *self))
+{
+    int handled = 0;
+    while (handled < STAGE_DRAIN_MAX && handle (self))
+        handled++;
 }
 
 //  Drops peers that have been silent for longer than session_idle_s
@@ -498,12 +500,10 @@ broker_actor (zsock_t *pipe, void *args)
             self->terminated = stage_actor_command (self->pipe);
         else
         if (which == self->front)
-            for (int i = 0; i < STAGE_DRAIN_MAX && (zsock_events (self->front) & ZMQ_POLLIN); i++)
-                s_handle_front (self);
+            s_drain (self, s_handle_front);
         else
         if (which == self->inbox)
-            for (int i = 0; i < STAGE_DRAIN_MAX && (zsock_events (self->inbox) & ZMQ_POLLIN); i++)
-                s_handle_inbox (self);
+            s_drain (self, s_handle_inbox);
         else
         if (zpoller_terminated (self->poller))
             break;

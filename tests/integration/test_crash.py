@@ -134,6 +134,8 @@ class Sender(threading.Thread):
                     return  # the server is gone: pending stay unknown
                 continue
             payload = msgpack.unpackb(sock.recv_multipart()[0], strict_map_key=False)
+            if payload.get("error") == "not_authed":
+                return  # a restarted server: authenticate again, pending stay unknown
             if payload.get("re") in pending:
                 cmid, _ = pending.pop(payload["re"])
                 if cmid is None:

@@ -1,0 +1,220 @@
+/*  =========================================================================
+    test_stage - frames between stages: stage_send and stage_msg
+
+    Messages go over inproc PUSH/PULL pairs as between stages: frames sent
+    from bytes, writers and received frames arrive whole and unchanged, a
+    received frame passed on stays usable, extra frames are counted and
+    dropped, and a send the next stage cannot take fails at once and leaves
+    the socket clean for the next message.
+    =========================================================================
+*/
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <cmocka.h>
+#include "stage.h"
+
+typedef struct {
+    char endpoint [96];         //  the pair's endpoint
+    zsock_t *pull;              //  receiving end
+    zsock_t *push;              //  sending end
+} pair_t;
+
+//  A PUSH/PULL pair whose queue holds about hwm messages
+static pair_t *
+s_pair_new (int hwm)
+{
+    static int instance = 0;
+    pair_t *pair = (pair_t *) calloc (1, sizeof (pair_t));
+    snprintf (pair->endpoint, sizeof (pair->endpoint), "inproc://test-stage-%d-%d",
+              getpid (), ++instance);
+    pair->pull = zsock_new (ZMQ_PULL);
+    zsock_set_rcvhwm (pair->pull, hwm);
+    assert_int_equal (zsock_bind (pair->pull, "%s", pair->endpoint), 0);
+    pair->push = zsock_new (ZMQ_PUSH);
+    zsock_set_sndhwm (pair->push, hwm);
+    assert_int_equal (zsock_connect (pair->push, "%s", pair->endpoint), 0);
+    return pair;
+}
+
+static void
+s_pair_destroy (pair_t **pair_p)
+{
+    zsock_destroy (&(*pair_p)->push);
+    zsock_destroy (&(*pair_p)->pull);
+    free (*pair_p);
+    *pair_p = NULL;
+}
+
+//  Receives a message, waiting up to a second for it
+static void
+s_recv (pair_t *pair, stage_msg_t *msg)
+{
+    for (int tries = 0; tries < 1000; tries++) {
+        if (stage_msg_recv (msg, pair->pull) == 0)
+            return;
+        zclock_sleep (1);
+    }
+    fail_msg ("no message");
+}
+
+static void
+s_assert_frame (stage_msg_t *msg, size_t index, const char *bytes, size_t size)
+{
+    zmq_msg_t *frame = stage_msg_frame (msg, index);
+    assert_non_null (frame);
+    assert_int_equal (zmq_msg_size (frame), size);
+    assert_memory_equal (zmq_msg_data (frame), bytes, size);
+}
+
+//  Bytes, strings, writers and received frames arrive as sent
+static void
+test_stage_frames_arrive_whole (void **state)
+{
+    (void) state;
+    pair_t *pair = s_pair_new (100);
+    proto_writer_t *writer = proto_writer_new ();
+    proto_writer_map_begin (writer);
+    proto_writer_kv_u64 (writer, "rid", 7);
+    proto_writer_map_end (writer);
+    //  A frame received once, to pass on
+    stage_frame_t first [] = { stage_frame_mem ("route-bytes-over-33-bytes-long....", 34) };
+    assert_int_equal (stage_send (pair->push, first, 1), 0);
+    stage_msg_t in;
+    s_recv (pair, &in);
+    stage_frame_t frames [] = {
+        stage_frame_str (STAGE_REPLY), stage_frame_msg (stage_msg_frame (&in, 0)),
+        stage_frame_writer (writer), stage_frame_writer (NULL)
+    };
+    assert_int_equal (stage_send (pair->push, frames, 4), 0);
+    stage_msg_t out;
+    s_recv (pair, &out);
+    assert_int_equal (stage_msg_size (&out), 4);
+    assert_true (stage_msg_is (&out, 0, STAGE_REPLY));
+    assert_false (stage_msg_is (&out, 0, STAGE_RESET));
+    s_assert_frame (&out, 1, "route-bytes-over-33-bytes-long....", 34);
+    s_assert_frame (&out, 2, (const char *) proto_writer_data (writer), proto_writer_size (writer));
+    s_assert_frame (&out, 3, "", 0);
+    assert_null (stage_msg_frame (&out, 4));
+    //  The frame passed on is still the receiver's
+    s_assert_frame (&in, 0, "route-bytes-over-33-bytes-long....", 34);
+    stage_msg_close (&in);
+    stage_msg_close (&out);
+    proto_writer_destroy (&writer);
+    s_pair_destroy (&pair);
+}
+
+//  Frames past STAGE_MSG_FRAMES are counted, not kept; the next message
+//  is received from its start
+static void
+test_stage_msg_drops_extra_frames (void **state)
+{
+    (void) state;
+    pair_t *pair = s_pair_new (100);
+    stage_frame_t frames [STAGE_MSG_FRAMES + 2];
+    char names [STAGE_MSG_FRAMES + 2][8];
+    for (size_t i = 0; i < STAGE_MSG_FRAMES + 2; i++) {
+        snprintf (names [i], sizeof (names [i]), "%zu", i);
+        frames [i] = stage_frame_str (names [i]);
+    }
+    assert_int_equal (stage_send (pair->push, frames, STAGE_MSG_FRAMES + 2), 0);
+    assert_int_equal (stage_send (pair->push, frames, 1), 0);
+    stage_msg_t msg;
+    s_recv (pair, &msg);
+    assert_int_equal (stage_msg_size (&msg), STAGE_MSG_FRAMES + 2);
+    assert_true (stage_msg_is (&msg, STAGE_MSG_FRAMES - 1, names [STAGE_MSG_FRAMES - 1]));
+    assert_null (stage_msg_frame (&msg, STAGE_MSG_FRAMES));
+    stage_msg_close (&msg);
+    s_recv (pair, &msg);
+    assert_int_equal (stage_msg_size (&msg), 1);
+    assert_true (stage_msg_is (&msg, 0, "0"));
+    stage_msg_close (&msg);
+    //  Nothing waiting: -1 at once, nothing to close
+    assert_int_equal (stage_msg_recv (&msg, pair->pull), -1);
+    assert_int_equal (stage_msg_size (&msg), 0);
+    s_pair_destroy (&pair);
+}
+
+//  A full queue refuses the next message at once; every message taken
+//  arrives whole, and the socket takes messages again once drained
+static void
+test_stage_send_full_queue (void **state)
+{
+    (void) state;
+    pair_t *pair = s_pair_new (10);
+    uint64_t sent = 0;
+    while (sent < 1000) {
+        stage_frame_t frames [] = {
+            stage_frame_str ("seq"), stage_frame_mem (&sent, sizeof (sent)), stage_frame_str ("end")
+        };
+        if (stage_send (pair->push, frames, 3))
+            break;
+        sent++;
+    }
+    assert_in_range (sent, 1, 999);
+    for (uint64_t i = 0; i < sent; i++) {
+        stage_msg_t msg;
+        s_recv (pair, &msg);
+        assert_int_equal (stage_msg_size (&msg), 3);
+        s_assert_frame (&msg, 1, (const char *) &i, sizeof (i));
+        assert_true (stage_msg_is (&msg, 2, "end"));
+        stage_msg_close (&msg);
+    }
+    //  The sender learns of the reads from a command it takes within a
+    //  millisecond or so
+    stage_frame_t again [] = { stage_frame_str ("again"), stage_frame_str ("end") };
+    int tries = 0;
+    while (stage_send (pair->push, again, 2) && ++tries < 1000)
+        zclock_sleep (1);
+    assert_in_range (tries, 0, 999);
+    stage_msg_t msg;
+    s_recv (pair, &msg);
+    assert_int_equal (stage_msg_size (&msg), 2);
+    assert_true (stage_msg_is (&msg, 0, "again"));
+    stage_msg_close (&msg);
+    s_pair_destroy (&pair);
+}
+
+//  An outbox with immediate set refuses a message for a stage that is not
+//  there (over tcp: an inproc connect queues until the bind). The port is
+//  held bound without a listener, so connects to it are refused.
+static void
+test_stage_send_absent_stage (void **state)
+{
+    (void) state;
+    int holder = socket (AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in address = { .sin_family = AF_INET,
+                                   .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
+    socklen_t size = sizeof (address);
+    assert_int_equal (bind (holder, (struct sockaddr *) &address, size), 0);
+    assert_int_equal (getsockname (holder, (struct sockaddr *) &address, &size), 0);
+    char endpoint [64];
+    snprintf (endpoint, sizeof (endpoint), "tcp://127.0.0.1:%d", ntohs (address.sin_port));
+    stage_config_t config = { .curve_dir = NULL };
+    zsock_t *outbox = stage_outbox_new (&config, endpoint, true);
+    assert_non_null (outbox);
+    stage_frame_t frames [] = { stage_frame_str ("route"), stage_frame_str ("req") };
+    assert_int_equal (stage_send (outbox, frames, 2), -1);
+    assert_int_equal (errno, EAGAIN);
+    zsock_destroy (&outbox);
+    close (holder);
+}
+
+int
+main (void)
+{
+    zsys_init ();
+    zsys_set_logstream (NULL);
+    const struct CMUnitTest tests [] = {
+        cmocka_unit_test (test_stage_frames_arrive_whole),
+        cmocka_unit_test (test_stage_msg_drops_extra_frames),
+        cmocka_unit_test (test_stage_send_full_queue),
+        cmocka_unit_test (test_stage_send_absent_stage),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}
