@@ -408,8 +408,11 @@ pst_commit (self_t *self)
         return;
 #ifdef CHORUS_UNSAFE_EARLY_ACK
     //  Negative control for the durability tests: acks before the write.
-    //  Never built into chorusd; the tests that must catch it use it.
+    //  Never built into chorusd; the tests that must catch it use it. The
+    //  pause lets the acks leave the process before a kill point fires, so
+    //  the control fails every time, not only when the I/O thread wins.
     s_commit_acks (self);
+    zclock_sleep (20);
 #endif
     char *err = NULL;
     int rc = 0;
