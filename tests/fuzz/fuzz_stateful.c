@@ -62,12 +62,13 @@
 #   define ST_KNOWN_EDIT_DEDUPE 0
 #endif
 
-//  The model, the checks and the plumbing of this target are left out of
-//  the coverage instrumentation (clang's no_sanitize ("coverage")): their
-//  loops over the model make features of its size, not of the stages' code,
-//  and tracing their comparisons costs time. The operations and the
-//  dispatch stay traced; so does everything they call in the stages. Not
-//  inlined: clang 14 would instrument the copy inlined into a traced caller.
+//  The operations, the model and the checks of this target are left out of
+//  the coverage instrumentation (clang's no_sanitize ("coverage")): loops
+//  over the model make features of its size, not of the stages' code, and
+//  tracing them costs time. Coverage and comparisons are traced in what
+//  they call in the stages, and in the dispatch (LLVMFuzzerTestOneInput).
+//  Not inlined: clang 14 would instrument a copy inlined into a traced
+//  caller.
 #if defined (__clang__) && __clang_major__ >= 13
 #   define ST_UNTRACED __attribute__ ((no_sanitize ("coverage"), noinline))
 #else
@@ -659,7 +660,7 @@ s_st_channel_error (int u, st_chan_t *c, bool member_needed)
     return NULL;
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_create (st_input_t *in)
 {
     int u = s_st_user (in);
@@ -711,7 +712,7 @@ s_st_op_create (st_input_t *in)
     proto_msg_destroy (&reply);
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_join (st_input_t *in)
 {
     int u = s_st_user (in);
@@ -730,7 +731,7 @@ s_st_op_join (st_input_t *in)
     }
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_leave (st_input_t *in)
 {
     int u = s_st_user (in);
@@ -749,7 +750,7 @@ s_st_op_leave (st_input_t *in)
     }
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_invite (st_input_t *in)
 {
     int u = s_st_user (in);
@@ -923,7 +924,7 @@ s_st_send_read (st_input_t *in, st_send_t *send)
     send->body = s_st_bodies [s_st_byte (in) % ST_BODY_COUNT];
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_send (st_input_t *in)
 {
     st_send_t send;
@@ -938,7 +939,7 @@ s_st_op_send (st_input_t *in)
 }
 
 //  Several sends pushed at once: persistence may stage them in one batch
-static void
+ST_UNTRACED static void
 s_st_op_burst (st_input_t *in)
 {
     st_send_t sends [6];
@@ -986,7 +987,7 @@ s_st_seq (st_input_t *in, st_chan_t *c)
     return head? head - (b % (head < 8? head: 8)): 1;
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_change (st_input_t *in, bool is_delete)
 {
     int u = s_st_user (in);
@@ -1033,7 +1034,7 @@ s_st_op_change (st_input_t *in, bool is_delete)
     proto_msg_destroy (&reply);
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_read (st_input_t *in)
 {
     int u = s_st_user (in);
@@ -1055,7 +1056,7 @@ s_st_op_read (st_input_t *in)
     proto_msg_destroy (&reply);
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_history (st_input_t *in)
 {
     int u = s_st_user (in);
@@ -1130,7 +1131,7 @@ s_st_op_history (st_input_t *in)
     proto_msg_destroy (&reply);
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_channel_list (st_input_t *in)
 {
     int u = s_st_user (in);
@@ -1166,7 +1167,7 @@ s_st_op_channel_list (st_input_t *in)
     proto_msg_destroy (&reply);
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_browse (st_input_t *in)
 {
     int u = s_st_user (in);
@@ -1192,7 +1193,7 @@ s_st_op_browse (st_input_t *in)
     proto_msg_destroy (&reply);
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_members (st_input_t *in)
 {
     int u = s_st_user (in);
@@ -1222,7 +1223,7 @@ s_st_op_members (st_input_t *in)
     proto_msg_destroy (&reply);
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_dm (st_input_t *in)
 {
     int u = s_st_user (in);
@@ -1283,7 +1284,7 @@ s_st_op_dm (st_input_t *in)
     proto_msg_destroy (&reply);
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_sync (st_input_t *in)
 {
     int u = s_st_user (in);
