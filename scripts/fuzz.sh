@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 seconds=${1:-20}
 build="$root/build-fuzz"
+. tests/fuzz/flags.sh
 rm -rf "$build"
 CC=clang cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DCHORUS_FUZZ=ON >/dev/null
 cmake --build "$build" -j "$(nproc)" --target fuzz_targets
@@ -20,7 +21,7 @@ for target in "$build"/tests/fuzz/fuzz_*; do
     #   -timeout=10: libFuzzer's alarm then fires every 6 s, so a short run
     #   also shows that a target's waits survive being interrupted by it
     if ! "$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=256 \
-            -max_len=65536 -print_final_stats=1 "$work" "$corpus" > "$work.log" 2>&1; then
+            $(fuzz_flags "$name") -print_final_stats=1 "$work" "$corpus" > "$work.log" 2>&1; then
         echo "fuzz: $name FAILED"; tail -40 "$work.log"; status=1
     else
         grep -E "stat::number_of_executed_units" "$work.log" || true

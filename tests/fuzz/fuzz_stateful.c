@@ -62,6 +62,19 @@
 #   define ST_KNOWN_EDIT_DEDUPE 0
 #endif
 
+//  The operations, the model and the checks of this target are left out of
+//  the coverage instrumentation (clang's no_sanitize ("coverage")): loops
+//  over the model make features of its size, not of the stages' code, and
+//  tracing them costs time. Coverage and comparisons are traced in what
+//  they call in the stages, and in the dispatch (LLVMFuzzerTestOneInput).
+//  Not inlined: clang 14 would instrument a copy inlined into a traced
+//  caller.
+#if defined (__clang__) && __clang_major__ >= 13
+#   define ST_UNTRACED __attribute__ ((no_sanitize ("coverage"), noinline))
+#else
+#   define ST_UNTRACED
+#endif
+
 #define ST_USERS        4           //  alice, bob, carol (workspace 0), mallory (1)
 #define ST_MAX_OPS      48          //  operations per input
 #define ST_MAX_CHANNELS 48          //  channels per workspace; then no more creates
@@ -144,7 +157,7 @@ typedef struct {
 
 static st_world_t *s_st;
 
-static void
+ST_UNTRACED static void
 s_st_log (const char *format, ...)
 {
     if (s_st->log_size >= sizeof (s_st->log) - 128)
@@ -159,7 +172,7 @@ s_st_log (const char *format, ...)
                         ? (size_t) n: sizeof (s_st->log) - s_st->log_size - 1;
 }
 
-static void
+ST_UNTRACED static void
 s_st_fail (const char *format, ...)
 {
     fprintf (stderr, "fuzz_stateful: input %" PRIu64 ", operations so far:\n%s\n",
@@ -176,13 +189,13 @@ s_st_fail (const char *format, ...)
 #define ST_CHECK(cond, ...) do { if (!(cond)) s_st_fail (__VA_ARGS__); } while (0)
 
 //  True if user u may see channel c (docs/protocol.md 4)
-static bool
+ST_UNTRACED static bool
 s_st_visible (int u, st_chan_t *c)
 {
     return c->tenant == s_st_tenant_of [u] && (c->type == ST_PUBLIC || c->member [u]);
 }
 
-static st_chan_t *
+ST_UNTRACED static st_chan_t *
 s_st_chan_by_id (int tenant, uint64_t id)
 {
     if (id == 0 || id > s_st->by_id_capacity [tenant])
@@ -190,7 +203,7 @@ s_st_chan_by_id (int tenant, uint64_t id)
     return s_st->by_id [tenant][id - 1];
 }
 
-static st_chan_t *
+ST_UNTRACED static st_chan_t *
 s_st_chan_add (int tenant, uint64_t id, int type, const char *name)
 {
     if (s_st->chan_count == s_st->chan_capacity) {
@@ -221,7 +234,7 @@ s_st_chan_add (int tenant, uint64_t id, int type, const char *name)
     return c;
 }
 
-static void
+ST_UNTRACED static void
 s_st_msg_add (st_chan_t *c, int author, const char *body, const char *cmid, uint64_t ts)
 {
     if (c->count == c->capacity) {
@@ -249,7 +262,7 @@ s_st_unread (st_chan_t *c, int u)
 }
 
 //  Moves positions forward only, delivered never behind read (persistence)
-static void
+ST_UNTRACED static void
 s_st_position (st_chan_t *c, int u, uint64_t read, uint64_t delivered)
 {
     if (read > c->read [u])
@@ -262,7 +275,7 @@ s_st_position (st_chan_t *c, int u, uint64_t read, uint64_t delivered)
 
 //  The user ids mentioned in body that are members of c, in order of
 //  first mention (membership_forward.c's rule, from docs: @handle)
-static size_t
+ST_UNTRACED static size_t
 s_st_mentions (st_chan_t *c, const char *body, uint64_t *ids)
 {
     static const char *chars = "abcdefghijklmnopqrstuvwxyz0123456789._-";
@@ -299,7 +312,7 @@ typedef struct {
     int user;                   //  session: user index, or -1 for admin
 } st_req_t;
 
-static st_req_t
+ST_UNTRACED static st_req_t
 s_st_req (int user, const char *op)
 {
     st_req_t req = { proto_writer_new (), ++s_st->rid, user };
@@ -311,7 +324,7 @@ s_st_req (int user, const char *op)
 
 //  Closes the request and checks it as ingest would: returns PROTO_OK and
 //  pushes it into membership's inbox, or returns ingest's refusal
-static proto_error_t
+ST_UNTRACED static proto_error_t
 s_st_push (st_req_t *req)
 {
     proto_writer_map_end (req->writer);
@@ -348,7 +361,7 @@ s_st_push (st_req_t *req)
 //  poll without ending the wait: libFuzzer's timeout alarm fires every
 //  timeout/2 + 1 seconds (601 s by default), and taking that for a hang is
 //  what stopped a deep run after 602 s.
-static void *
+ST_UNTRACED static void *
 s_st_wait (zpoller_t *poller, int timeout_ms)
 {
     int64_t deadline = zclock_mono () + timeout_ms;
@@ -362,7 +375,7 @@ s_st_wait (zpoller_t *poller, int timeout_ms)
 }
 
 //  The next reply from the broker socket (any rid)
-static proto_msg_t *
+ST_UNTRACED static proto_msg_t *
 s_st_next_reply (void)
 {
     void *which = s_st_wait (s_st->broker_poller, ST_TIMEOUT_MS);
@@ -389,7 +402,7 @@ s_st_next_reply (void)
 
 //  Sends a request, returns its reply; NULL with *ingest set if ingest
 //  refuses it
-static proto_msg_t *
+ST_UNTRACED static proto_msg_t *
 s_st_call (st_req_t *req, proto_error_t *ingest)
 {
     *ingest = s_st_push (req);
@@ -403,7 +416,7 @@ s_st_call (st_req_t *req, proto_error_t *ingest)
 }
 
 //  The error code of a reply, or "" if ok
-static const char *
+ST_UNTRACED static const char *
 s_st_error (proto_msg_t *reply, char *buffer, size_t size)
 {
     bool ok = false;
@@ -418,7 +431,7 @@ s_st_error (proto_msg_t *reply, char *buffer, size_t size)
 //  Checks the outcome: error is NULL for ok, else the expected code. An
 //  ingest refusal counts as its code. Returns the reply when ok (the
 //  caller destroys it), else NULL.
-static proto_msg_t *
+ST_UNTRACED static proto_msg_t *
 s_st_expect (proto_msg_t *reply, proto_error_t ingest, const char *error, const char *what)
 {
     char got [48];
@@ -439,7 +452,7 @@ s_st_expect (proto_msg_t *reply, proto_error_t ingest, const char *error, const 
 }
 
 //  Sends a request and checks its outcome (see s_st_expect)
-static proto_msg_t *
+ST_UNTRACED static proto_msg_t *
 s_st_call_expect (st_req_t *req, const char *error, const char *what)
 {
     proto_error_t ingest;
@@ -447,7 +460,7 @@ s_st_call_expect (st_req_t *req, const char *error, const char *what)
     return s_st_expect (reply, ingest, error, what);
 }
 
-static uint64_t
+ST_UNTRACED static uint64_t
 s_st_u64 (const msgpack_object *map, const char *key)
 {
     uint64_t value = 0;
@@ -456,7 +469,7 @@ s_st_u64 (const msgpack_object *map, const char *key)
 }
 
 //  The next event on the fan-out socket; NULL if none within timeout
-static proto_msg_t *
+ST_UNTRACED static proto_msg_t *
 s_st_next_event (int timeout, proto_msg_t **meta)
 {
     if (!s_st_wait (s_st->fanout_poller, timeout))
@@ -478,7 +491,7 @@ s_st_next_event (int timeout, proto_msg_t **meta)
     return event;
 }
 
-static bool
+ST_UNTRACED static bool
 s_st_is_message_event (proto_msg_t *event)
 {
     const msgpack_object *ev = proto_msg_get (event, "ev");
@@ -487,7 +500,7 @@ s_st_is_message_event (proto_msg_t *event)
 }
 
 //  Checks that a meta's recips are exactly the members of c
-static void
+ST_UNTRACED static void
 s_st_check_recips (proto_msg_t *meta, st_chan_t *c, const char *what)
 {
     const msgpack_object *recips = proto_msg_get (meta, "recips");
@@ -517,7 +530,7 @@ s_st_check_recips (proto_msg_t *meta, st_chan_t *c, const char *what)
 
 //  Waits for the message event (ev) of c/seq: skips other kinds of event,
 //  fails on another message event (each is waited for when it is made)
-static proto_msg_t *
+ST_UNTRACED static proto_msg_t *
 s_st_wait_event (const char *ev, st_chan_t *c, uint64_t seq, proto_msg_t **meta)
 {
     while (true) {
@@ -539,7 +552,7 @@ s_st_wait_event (const char *ev, st_chan_t *c, uint64_t seq, proto_msg_t **meta)
 }
 
 //  Reads what events are there now: none may be a message event
-static void
+ST_UNTRACED static void
 s_st_drain_events (void)
 {
     proto_msg_t *meta, *event;
@@ -551,7 +564,7 @@ s_st_drain_events (void)
 }
 
 //  Checks a message object (history, sync) against the model
-static void
+ST_UNTRACED static void
 s_st_check_message (const msgpack_object *m, st_chan_t *c, uint64_t seq, const char *what)
 {
     ST_CHECK (m->type == MSGPACK_OBJECT_MAP, "%s: a message is not a map", what);
@@ -582,13 +595,13 @@ typedef struct {
     const uint8_t *end;
 } st_input_t;
 
-static uint8_t
+ST_UNTRACED static uint8_t
 s_st_byte (st_input_t *in)
 {
     return in->pos < in->end? *in->pos++: 0;
 }
 
-static int
+ST_UNTRACED static int
 s_st_user (st_input_t *in)
 {
     return s_st_byte (in) % ST_USERS;
@@ -599,7 +612,7 @@ s_st_user (st_input_t *in)
 //  per workspace: the channel is the one with that id in u's workspace
 //  (NULL if none), whichever workspace the id was picked from, as the
 //  server resolves it with the session's tenant.
-static st_chan_t *
+ST_UNTRACED static st_chan_t *
 s_st_pick (st_input_t *in, int u, uint64_t *id)
 {
     uint8_t b = s_st_byte (in);
@@ -621,7 +634,7 @@ static const char *s_st_bodies [] = {
 #define ST_BODY_COUNT (sizeof (s_st_bodies) / sizeof (s_st_bodies [0]))
 
 //  The ingest error for a body, or NULL
-static const char *
+ST_UNTRACED static const char *
 s_st_body_error (const char *body)
 {
     for (const char *p = body; *p; p++)
@@ -634,7 +647,7 @@ s_st_body_error (const char *body)
 //  Operations
 
 //  The expected membership refusal of a channel op, or NULL
-static const char *
+ST_UNTRACED static const char *
 s_st_channel_error (int u, st_chan_t *c, bool member_needed)
 {
     if (!c || !s_st_visible (u, c))
@@ -644,7 +657,7 @@ s_st_channel_error (int u, st_chan_t *c, bool member_needed)
     return NULL;
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_create (st_input_t *in)
 {
     int u = s_st_user (in);
@@ -696,7 +709,7 @@ s_st_op_create (st_input_t *in)
     proto_msg_destroy (&reply);
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_join (st_input_t *in)
 {
     int u = s_st_user (in);
@@ -715,7 +728,7 @@ s_st_op_join (st_input_t *in)
     }
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_leave (st_input_t *in)
 {
     int u = s_st_user (in);
@@ -734,7 +747,7 @@ s_st_op_leave (st_input_t *in)
     }
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_invite (st_input_t *in)
 {
     int u = s_st_user (in);
@@ -778,7 +791,7 @@ typedef struct {
 } st_send_t;
 
 //  Works out what a send should do, and applies it to the model
-static void
+ST_UNTRACED static void
 s_st_send_plan (st_send_t *send)
 {
     int u = send->user;
@@ -824,7 +837,7 @@ s_st_send_plan (st_send_t *send)
     send->original = record;
 }
 
-static void
+ST_UNTRACED static void
 s_st_send_push (st_send_t *send)
 {
     st_req_t req = s_st_req (send->user, "send");
@@ -836,7 +849,7 @@ s_st_send_push (st_send_t *send)
 }
 
 //  Checks a send's reply (NULL if ingest refused it), then its event
-static void
+ST_UNTRACED static void
 s_st_send_check (st_send_t *send, proto_msg_t *reply)
 {
     proto_msg_t *ok = s_st_expect (reply, send->ingest, send->expected, "send");
@@ -881,7 +894,7 @@ s_st_send_check (st_send_t *send, proto_msg_t *reply)
 
 //  A client_msg_id: one of 8 of this input, one of an earlier input, or
 //  an invalid one
-static void
+ST_UNTRACED static void
 s_st_cmid (st_input_t *in, char *cmid, size_t size)
 {
     uint8_t b = s_st_byte (in);
@@ -898,7 +911,7 @@ s_st_cmid (st_input_t *in, char *cmid, size_t size)
         snprintf (cmid, size, "%065d", 7);
 }
 
-static void
+ST_UNTRACED static void
 s_st_send_read (st_input_t *in, st_send_t *send)
 {
     memset (send, 0, sizeof (*send));
@@ -908,7 +921,7 @@ s_st_send_read (st_input_t *in, st_send_t *send)
     send->body = s_st_bodies [s_st_byte (in) % ST_BODY_COUNT];
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_send (st_input_t *in)
 {
     st_send_t send;
@@ -923,7 +936,7 @@ s_st_op_send (st_input_t *in)
 }
 
 //  Several sends pushed at once: persistence may stage them in one batch
-static void
+ST_UNTRACED static void
 s_st_op_burst (st_input_t *in)
 {
     st_send_t sends [6];
@@ -961,7 +974,7 @@ s_st_op_burst (st_input_t *in)
 }
 
 //  A seq to use: mostly one that exists, sometimes 0 or past the head
-static uint64_t
+ST_UNTRACED static uint64_t
 s_st_seq (st_input_t *in, st_chan_t *c)
 {
     uint8_t b = s_st_byte (in);
@@ -971,7 +984,7 @@ s_st_seq (st_input_t *in, st_chan_t *c)
     return head? head - (b % (head < 8? head: 8)): 1;
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_change (st_input_t *in, bool is_delete)
 {
     int u = s_st_user (in);
@@ -1018,7 +1031,7 @@ s_st_op_change (st_input_t *in, bool is_delete)
     proto_msg_destroy (&reply);
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_read (st_input_t *in)
 {
     int u = s_st_user (in);
@@ -1040,7 +1053,7 @@ s_st_op_read (st_input_t *in)
     proto_msg_destroy (&reply);
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_history (st_input_t *in)
 {
     int u = s_st_user (in);
@@ -1115,7 +1128,7 @@ s_st_op_history (st_input_t *in)
     proto_msg_destroy (&reply);
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_channel_list (st_input_t *in)
 {
     int u = s_st_user (in);
@@ -1151,7 +1164,7 @@ s_st_op_channel_list (st_input_t *in)
     proto_msg_destroy (&reply);
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_browse (st_input_t *in)
 {
     int u = s_st_user (in);
@@ -1177,7 +1190,7 @@ s_st_op_browse (st_input_t *in)
     proto_msg_destroy (&reply);
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_members (st_input_t *in)
 {
     int u = s_st_user (in);
@@ -1207,7 +1220,7 @@ s_st_op_members (st_input_t *in)
     proto_msg_destroy (&reply);
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_dm (st_input_t *in)
 {
     int u = s_st_user (in);
@@ -1268,7 +1281,7 @@ s_st_op_dm (st_input_t *in)
     proto_msg_destroy (&reply);
 }
 
-static void
+ST_UNTRACED static void
 s_st_op_sync (st_input_t *in)
 {
     int u = s_st_user (in);
@@ -1368,7 +1381,7 @@ s_st_op_sync (st_input_t *in)
 //  ---------------------------------------------------------------------
 //  The world: stages, workspaces, users
 
-static proto_msg_t *
+ST_UNTRACED static proto_msg_t *
 s_st_admin_ok (st_req_t *req, const char *what)
 {
     proto_error_t ingest;
@@ -1376,7 +1389,7 @@ s_st_admin_ok (st_req_t *req, const char *what)
     return s_st_expect (reply, ingest, NULL, what);
 }
 
-static void
+ST_UNTRACED static void
 s_st_stop (void)
 {
     if (!s_st)
@@ -1409,7 +1422,7 @@ s_st_stop (void)
     s_st = NULL;
 }
 
-static void
+ST_UNTRACED static void
 s_st_dedupe_destroy (void **item)
 {
     st_dedupe_t *record = (st_dedupe_t *) *item;
@@ -1420,7 +1433,7 @@ s_st_dedupe_destroy (void **item)
     }
 }
 
-static zsock_t *
+ST_UNTRACED static zsock_t *
 s_st_pull_bind (const char *endpoint)
 {
     zsock_t *sock = zsock_new (ZMQ_PULL);
@@ -1434,7 +1447,7 @@ s_st_pull_bind (const char *endpoint)
 
 //  Removes the data directories of fuzz_stateful processes that are gone
 //  (one that crashed, or stopped at a broken oracle, cannot remove its own)
-static void
+ST_UNTRACED static void
 s_st_remove_stale (const char *base)
 {
     DIR *dir = opendir (base);
@@ -1461,7 +1474,7 @@ s_st_remove_stale (const char *base)
 //  and cannot tell a leak from state. Leaks are still checked at exit,
 //  after s_st_stop has freed everything. libFuzzer reads its flags after
 //  LLVMFuzzerInitialize, so the flag is added here unless one was given.
-static void
+ST_UNTRACED static void
 s_st_no_leak_check_per_input (int *argc, char ***argv)
 {
     static char *args [256];
@@ -1479,7 +1492,7 @@ s_st_no_leak_check_per_input (int *argc, char ***argv)
     *argv = args;
 }
 
-int
+ST_UNTRACED int
 LLVMFuzzerInitialize (int *argc, char ***argv)
 {
     s_st_no_leak_check_per_input (argc, argv);
