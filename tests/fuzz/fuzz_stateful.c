@@ -251,7 +251,7 @@ s_st_msg_add (st_chan_t *c, int author, const char *body, const char *cmid, uint
 }
 
 //  Unread of user u in c: (read, head], not deleted, not u's, capped
-static uint64_t
+ST_UNTRACED static uint64_t
 s_st_unread (st_chan_t *c, int u)
 {
     uint64_t unread = 0;
