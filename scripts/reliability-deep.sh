@@ -7,12 +7,22 @@
 #     executions of every fuzz target (or an hour each, whichever is first;
 #     CHORUS_DEEP_FUZZ_MAX_S sets another cap), shared by one process a core
 #     (CHORUS_DEEP_FUZZ_WORKERS sets another number).
-#   Usage: scripts/reliability-deep.sh [--quick]   (--quick: a tenth of each)
+#   Usage: scripts/reliability-deep.sh [--quick] [--only REGEX]
+#     --quick: a tenth of each; --only: the checks whose names match REGEX
+#     (grep -E), e.g. --only 'fuzz' or --only 'crash|tcp'
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 scale=1
-[ "${1:-}" = "--quick" ] && scale=10
+only=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) scale=10 ;;
+        --only) only="$2"; shift ;;
+        *) echo "usage: $0 [--quick] [--only REGEX]" >&2; exit 2 ;;
+    esac
+    shift
+done
 
 scripts/setup.sh >/dev/null
 build="$root/build-deep"
@@ -26,9 +36,10 @@ summary=()
 #  Runs one check; keeps its last line as the summary
 #  (its whole output stays in build-deep/logs/, for the figures behind it)
 logs="$build/logs"
-rm -rf "$logs"; mkdir -p "$logs"
+[ -z "$only" ] && rm -rf "$logs"; mkdir -p "$logs"
 check () {
     local name="$1"; shift
+    [ -n "$only" ] && ! echo "$name" | grep -qE "$only" && return
     local log; log="$logs/$(echo "$name" | tr -c 'a-zA-Z0-9\n' '-').log"
     local start=$SECONDS
     if "$@" > "$log" 2>&1; then result="PASS"; else result="FAIL"; status=1; fi
@@ -38,7 +49,7 @@ check () {
     [ "$result" = FAIL ] && tail -20 "$log"
 }
 
-echo "reliability-deep: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, scale 1/$scale"
+echo "reliability-deep: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, scale 1/$scale${only:+, only /$only/}"
 check "crash, single process" env CHORUS_CRASH_KILLS=$((100 / scale)) /usr/bin/python3 tests/integration/test_crash.py
 check "persistence kills over tcp" env CHORUS_SF_KILLS=$((100 / scale)) CHORUS_SF_ONLY=test_persistence_sigkill_under_load \
       /usr/bin/python3 tests/integration/test_stage_faults.py
