@@ -62,31 +62,32 @@ s_frame_init (zmq_msg_t *frame, proto_writer_t *writer)
 //  --------------------------------------------------------------------------
 //  Keys
 
+//  A kind byte and two big-endian integers: 17 bytes
+static size_t
+s_key_pair (uint8_t *key, char kind, uint64_t first, uint64_t second)
+{
+    key [0] = (uint8_t) kind;
+    store_u64_put (key + 1, first);
+    store_u64_put (key + 9, second);
+    return 17;
+}
+
 size_t
 pst_key_message (uint8_t *key, uint64_t ch, uint64_t seq)
 {
-    key [0] = 'm';
-    store_u64_put (key + 1, ch);
-    store_u64_put (key + 9, seq);
-    return 17;
+    return s_key_pair (key, 'm', ch, seq);
 }
 
 size_t
 pst_key_position (uint8_t *key, uint64_t ch, uint64_t user)
 {
-    key [0] = 'p';
-    store_u64_put (key + 1, ch);
-    store_u64_put (key + 9, user);
-    return 17;
+    return s_key_pair (key, 'p', ch, user);
 }
 
 size_t
 pst_key_deleted (uint8_t *key, uint64_t ch, uint64_t seq)
 {
-    key [0] = 'x';
-    store_u64_put (key + 1, ch);
-    store_u64_put (key + 9, seq);
-    return 17;
+    return s_key_pair (key, 'x', ch, seq);
 }
 
 static size_t
