@@ -599,6 +599,68 @@ test_get (void **state)
 }
 
 
+
+//  --------------------------------------------------------------------------
+//  store_write applies a batch in key order: whatever the order of the
+//  operations, the last one on each key wins, in every tenant
+
+static void
+test_batch_last_write_wins (void **state)
+{
+    fixture_t *fixture = *state;
+    store_t *store = s_open (fixture->path);
+    s_ensure (store, 1);
+    s_ensure (store, 2);
+    store_batch_t *batch = store_batch_new ();
+    //  Keys past 16 bytes sharing their first 16, written out of order
+    const char *long_a = "0123456789abcdef-a";
+    const char *long_b = "0123456789abcdef-b";
+    const char *prefix = "0123456789abcdef";
+    store_batch_put (batch, 1, long_b, 18, "B1", 2);
+    store_batch_put (batch, 1, long_a, 18, "A1", 2);
+    store_batch_put (batch, 2, long_a, 18, "other tenant", 12);
+    store_batch_put (batch, 1, prefix, 16, "P", 1);
+    store_batch_put (batch, 1, long_b, 18, "B2", 2);     //  Wins over B1
+    store_batch_delete (batch, 1, long_a, 18);          //  Wins over A1
+    store_batch_put (batch, 1, "z", 1, "Z1", 2);
+    store_batch_delete (batch, 1, "z", 1);
+    store_batch_put (batch, 1, "z", 1, "Z2", 2);        //  Wins over both
+    store_batch_put (batch, STORE_GLOBAL, "z", 1, "G", 1);
+    assert_int_equal (store_write (store, batch, false, NULL), 0);
+    s_expect (store, 1, long_b, "B2");
+    s_expect (store, 1, long_a, NULL);
+    s_expect (store, 2, long_a, "other tenant");
+    s_expect (store, 1, prefix, "P");
+    s_expect (store, 1, "z", "Z2");
+    s_expect (store, STORE_GLOBAL, "z", "G");
+
+    //  Many keys in reverse order, each written twice: the second wins
+    store_batch_clear (batch);
+    for (int round = 0; round < 2; round++)
+        for (uint64_t i = 300; i > 0; i--) {
+            uint8_t key [8];
+            char value [32];
+            store_u64_put (key, i);
+            snprintf (value, sizeof (value), "r%d-%" PRIu64, round, i);
+            store_batch_put (batch, 2, key, 8, value, strlen (value));
+        }
+    assert_int_equal (store_write (store, batch, false, NULL), 0);
+    for (uint64_t i = 1; i <= 300; i++) {
+        uint8_t key [8];
+        char expected [32];
+        store_u64_put (key, i);
+        snprintf (expected, sizeof (expected), "r1-%" PRIu64, i);
+        char *value = NULL;
+        size_t value_len = 0;
+        assert_int_equal (store_get (store, 2, key, 8, &value, &value_len, NULL), 1);
+        assert_int_equal (value_len, strlen (expected));
+        assert_memory_equal (value, expected, value_len);
+        free (value);
+    }
+    store_batch_destroy (&batch);
+    store_destroy (&store);
+}
+
 //  --------------------------------------------------------------------------
 //  Iterators: forward/backward within bounds, seek, seek_for_prev, bounds
 //  respected, bounds copied
@@ -1156,6 +1218,7 @@ main (int argc, char *argv [])
         cmocka_unit_test_setup_teardown (test_batch_atomic, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_sync_write, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_get, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_batch_last_write_wins, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_iter_bounds, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_iter_empty, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_many_tenants, s_setup, s_teardown),
