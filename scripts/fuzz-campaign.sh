@@ -10,9 +10,13 @@
 #   the target's binary into the campaign; later calls run that same binary,
 #   whatever the checkout is then, so every execution counted tests one
 #   commit (recorded in the ledger). Runs are slices of at most 10 minutes,
-#   each added to the ledger when it ends: a stopped campaign loses at most
-#   one slice. The workers (CHORUS_DEEP_FUZZ_WORKERS, default one a core)
-#   run at nice 19, so they take only the CPU the machine leaves.
+#   each added to the ledger when it ends; SIGTERM or SIGINT ends the slice
+#   at once (the workers print their counts) and records it, so a campaign
+#   can be paused for a benchmark and resumed. The workers (CHORUS_DEEP_FUZZ_WORKERS, default one a core)
+#   run at nice 19, so they take only the CPU the machine leaves; started
+#   in a session of its own (setsid), the script also sets that session's
+#   scheduling group to nice 19 (with autogroups, nice counts only inside
+#   a session).
 #
 #   Usage: scripts/fuzz-campaign.sh TARGET [--runs N] [--for SECONDS] [--dir DIR]
 #     --runs: executions to reach (10,000,000); --for: stop after this many
@@ -37,6 +41,9 @@ while [ $# -gt 0 ]; do
     shift
 done
 workers=${CHORUS_DEEP_FUZZ_WORKERS:-$(nproc)}
+if [ "$(ps -o sid= -p $$ | tr -d ' ')" = "$$" ] && [ -w /proc/self/autogroup ]; then
+    echo 19 > /proc/self/autogroup 2>/dev/null
+fi
 slice_s=${CHORUS_CAMPAIGN_SLICE_S:-600}
 ledger="$dir/ledger"
 . tests/fuzz/flags.sh
@@ -76,7 +83,10 @@ summary () {
 
 grep -q ' FAIL$' "$ledger" && { summary; exit $?; }
 start=$SECONDS
-while [ "$(done_so_far)" -lt "$runs" ]; do
+stopping=0
+pids=()
+trap 'stopping=1; [ ${#pids[@]} -gt 0 ] && kill -INT "${pids[@]}" 2>/dev/null' TERM INT
+while [ $stopping = 0 ] && [ "$(done_so_far)" -lt "$runs" ]; do
     left_s=$slice_s
     if [ "$limit_s" -gt 0 ]; then
         left_s=$((limit_s - (SECONDS - start)))
@@ -93,8 +103,17 @@ while [ "$(done_so_far)" -lt "$runs" ]; do
             "$dir/corpus" > "$dir/worker.$i.log" 2>&1 &
         pids+=($!)
     done
+    #  libFuzzer exits 72 when interrupted (after printing its counts);
+    #  wait returns early when a signal arrives, so wait again until gone
     result=PASS
-    for pid in "${pids[@]}"; do wait "$pid" || result=FAIL; done
+    for pid in "${pids[@]}"; do
+        while true; do
+            wait "$pid"; rc=$?
+            kill -0 "$pid" 2>/dev/null || break
+        done
+        [ $rc = 0 ] || [ $rc = 72 ] || result=FAIL
+    done
+    pids=()
     executed=0
     for i in $(seq "$workers"); do
         n=$(grep -oE 'number_of_executed_units: *[0-9]+' "$dir/worker.$i.log" | grep -oE '[0-9]+$')
