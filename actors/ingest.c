@@ -324,7 +324,9 @@ static void
 s_handle_request (self_t *self, zmq_msg_t *route, zmq_msg_t *ctx_frame, zmq_msg_t *req)
 {
     const char *why = NULL;
-    proto_msg_t *ctx = proto_msg_decode_stage (zmq_msg_data (ctx_frame), zmq_msg_size (ctx_frame), &why);
+    //  The ctx is the broker's: validated only when it came over tcp
+    proto_msg_t *ctx = stage_decode (self->config->ingest_endpoint, &proto_stage_limits,
+                                     ctx_frame, &why);
     if (!ctx) {
         zsys_error ("ingest: malformed ctx from the broker: %s", why);
         return;

@@ -170,12 +170,47 @@ s_self_destroy (self_t **self_p)
 //  --------------------------------------------------------------------------
 //  Cached heads and positions
 
+//  A cache key: the numbers in hex joined by '/', then '/' and the tail if
+//  there is one, truncated to size - 1 bytes (as snprintf would); without
+//  snprintf's cost, which was 5 % of a send's instructions
+static void
+s_cache_key (char *key, size_t size, const uint64_t *numbers, size_t count,
+             const char *tail, size_t tail_len)
+{
+    static const char digits [] = "0123456789abcdef";
+    char buffer [17 * 3 + 1];
+    size_t len = 0;
+    for (size_t index = 0; index < count && index < 3; index++) {
+        if (index)
+            buffer [len++] = '/';
+        char reversed [16];
+        size_t ndigits = 0;
+        uint64_t value = numbers [index];
+        do {
+            reversed [ndigits++] = digits [value & 15];
+            value >>= 4;
+        } while (value);
+        while (ndigits)
+            buffer [len++] = reversed [--ndigits];
+    }
+    size_t used = len < size - 1? len: size - 1;
+    memcpy (key, buffer, used);
+    if (tail && used < size - 1) {
+        key [used++] = '/';
+        size_t room = size - 1 - used;
+        size_t copy = tail_len < room? tail_len: room;
+        memcpy (key + used, tail, copy);
+        used += copy;
+    }
+    key [used] = 0;
+}
+
 //  Pointer to the cached head of a channel, loaded from the store if needed
 uint64_t *
 pst_head (self_t *self, uint64_t tenant, uint64_t ch)
 {
     char key [48];
-    snprintf (key, sizeof (key), "%" PRIx64 "/%" PRIx64, tenant, ch);
+    s_cache_key (key, sizeof (key), (uint64_t []) { tenant, ch }, 2, NULL, 0);
     uint64_t *head = (uint64_t *) zhashx_lookup (self->heads, key);
     if (head)
         return head;
@@ -205,7 +240,7 @@ position_t *
 pst_position (self_t *self, uint64_t tenant, uint64_t ch, uint64_t user)
 {
     char key [72];
-    snprintf (key, sizeof (key), "%" PRIx64 "/%" PRIx64 "/%" PRIx64, tenant, ch, user);
+    s_cache_key (key, sizeof (key), (uint64_t []) { tenant, ch, user }, 3, NULL, 0);
     position_t *position = (position_t *) zhashx_lookup (self->positions, key);
     if (position)
         return position;
@@ -454,8 +489,8 @@ s_send_dedupe (self_t *self, request_t *request, const char *cmid, size_t cmid_l
                const char *body, size_t body_len)
 {
     char key [128];
-    snprintf (key, sizeof (key), "%" PRIx64 "/%" PRIx64 "/%.*s",
-              request->tenant, request->user, (int) cmid_len, cmid);
+    s_cache_key (key, sizeof (key), (uint64_t []) { request->tenant, request->user }, 2,
+                 cmid, cmid_len);
     uint64_t ch = 0, seq = 0, ts = 0;
     bool same = false;
     staged_send_t *staged = (staged_send_t *) zhashx_lookup (self->staged, key);
@@ -639,8 +674,8 @@ s_handle_send (self_t *self, request_t *request)
     staged->ch = request->ch, staged->seq = seq, staged->ts = ts;
     staged->body = strndup (body, body_len);
     char staged_key [128];
-    snprintf (staged_key, sizeof (staged_key), "%" PRIx64 "/%" PRIx64 "/%.*s",
-              request->tenant, request->user, (int) cmid_len, cmid);
+    s_cache_key (staged_key, sizeof (staged_key),
+                 (uint64_t []) { request->tenant, request->user }, 2, cmid, cmid_len);
     zhashx_update (self->staged, staged_key, staged);
     s_write_meta (self, request);
     pst_reply_begin (self, request->rid);
