@@ -47,11 +47,19 @@ s_reserve (proto_writer_t *self, size_t len)
     return dest;
 }
 
+//  Appends len bytes; an empty string or bin may come with a NULL pointer
+static inline void
+s_put_bytes (proto_writer_t *self, const void *bytes, size_t len)
+{
+    if (len)
+        memcpy (s_reserve (self, len), bytes, len);
+}
+
 //  The packer's sink: msgpack-c writes whole objects through it
 static int
 s_packer_write (void *data, const char *bytes, size_t len)
 {
-    memcpy (s_reserve ((proto_writer_t *) data, len), bytes, len);
+    s_put_bytes ((proto_writer_t *) data, bytes, len);
     return 0;
 }
 
@@ -183,13 +191,12 @@ proto_writer_strn (proto_writer_t *self, const char *text, size_t len)
 {
     s_count (self);
     if (len < 32) {                     //  Keys and most values: one reserve
-        uint8_t *dest = s_reserve (self, 1 + len);
-        dest [0] = (uint8_t) (0xa0 | len);
-        memcpy (dest + 1, text, len);
+        *s_reserve (self, 1) = (uint8_t) (0xa0 | len);
+        s_put_bytes (self, text, len);
     }
     else {
         s_put_header (self, true, len);
-        memcpy (s_reserve (self, len), text, len);
+        s_put_bytes (self, text, len);
     }
 }
 
@@ -259,7 +266,7 @@ proto_writer_bin (proto_writer_t *self, const void *data, size_t len)
 {
     s_count (self);
     s_put_header (self, false, len);
-    memcpy (s_reserve (self, len), data, len);
+    s_put_bytes (self, data, len);
 }
 
 uint8_t *
@@ -283,7 +290,7 @@ void
 proto_writer_raw (proto_writer_t *self, const void *data, size_t len)
 {
     s_count (self);
-    memcpy (s_reserve (self, len), data, len);
+    s_put_bytes (self, data, len);
 }
 
 void

@@ -206,6 +206,13 @@ test_writer_matches_msgpack_c (void **state)
         proto_writer_bin (writer, text, lengths [i]);
         msgpack_pack_bin_with_body (&packer, text, lengths [i]);
     }
+    //  Empty strings and bins may come without a pointer (as msgpack-c's
+    //  objects do)
+    proto_writer_strn (writer, NULL, 0);
+    msgpack_pack_str (&packer, 0);
+    proto_writer_bin (writer, NULL, 0);
+    msgpack_pack_bin (&packer, 0);
+    count += 2;
     proto_writer_double (writer, -2.5);
     msgpack_pack_double (&packer, -2.5);
     proto_writer_bool (writer, true);
