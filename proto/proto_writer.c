@@ -24,6 +24,7 @@ struct _proto_writer_t {
     int depth;                              //  open containers
 };
 
+//  Doubles the buffer until len more bytes fit (out of memory is fatal)
 static void __attribute__ ((noinline))
 s_grow (proto_writer_t *self, size_t len)
 {
