@@ -47,6 +47,7 @@ typedef struct {
     zsock_t *pipe;              //  actor pipe
     zsock_t *inbox;             //  events and session changes
     zsock_t *broker;            //  deliveries
+    const char *endpoint;       //  the inbox's (decides how frames are decoded)
     zhashx_t *sessions;         //  route hex -> session_t
     zhashx_t *peers;            //  identity hex -> peer_t
     fanout_table_t *users;      //  (tn, uid) -> user_t
@@ -118,6 +119,7 @@ s_self_new (zsock_t *pipe, const stage_config_t *config)
     self_t *self = (self_t *) zmalloc (sizeof (self_t));
     self->pipe = pipe;
     self->inbox = stage_inbox_new (config, config->fanout_endpoint);
+    self->endpoint = config->fanout_endpoint;
     self->broker = stage_outbox_new (config, config->broker_endpoint, false);
     self->sessions = zhashx_new ();
     zhashx_set_destructor (self->sessions, s_session_free);
@@ -366,8 +368,8 @@ s_recips_get (proto_msg_t *meta, const uint8_t **records, size_t *size)
 static void
 s_handle_event (self_t *self, zmq_msg_t *meta_frame, zmq_msg_t *event)
 {
-    proto_msg_t *meta = proto_msg_decode_stage (zmq_msg_data (meta_frame),
-                                                zmq_msg_size (meta_frame), NULL);
+    //  From persistence or membership: validated only when it came over tcp
+    proto_msg_t *meta = stage_decode (self->endpoint, &proto_stage_limits, meta_frame, NULL);
     const uint8_t *records = NULL;
     size_t size = 0;
     if (!meta || !s_recips_get (meta, &records, &size)) {

@@ -303,13 +303,20 @@ s_reply_rate_limited (self_t *self, zmq_msg_t *route, uint64_t rid, uint64_t wai
     stage_send_reply (self->broker, route, self->writer, NULL);
 }
 
-//  The rate limit key of a session: "u/<tenant>/<user>" for a user, else
-//  "r/<route as hex>"
+//  The rate limit key of a session: "u/<tenant><user>" (16 bytes as hex)
+//  for a user, else "r/<route as hex>"
 static void
 s_rate_key (zmq_msg_t *route, uint64_t tenant, uint64_t user, char *key, size_t key_size)
 {
-    if (user)
-        snprintf (key, key_size, "u/%" PRIu64 "/%" PRIu64, tenant, user);
+    if (user) {
+        uint8_t ids [16];
+        for (int shift = 0; shift < 8; shift++) {
+            ids [7 - shift] = (uint8_t) (tenant >> (8 * shift));
+            ids [15 - shift] = (uint8_t) (user >> (8 * shift));
+        }
+        memcpy (key, "u/", 2);
+        stage_hex (ids, sizeof (ids), key + 2);
+    }
     else {
         size_t size = zmq_msg_size (route);
         if (size > (key_size - 3) / 2)

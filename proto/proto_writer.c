@@ -11,15 +11,110 @@
 #include "chorus/proto.h"
 
 #define WRITER_MAX_DEPTH 16
+#define WRITER_FIRST_ALLOC 256
 
 struct _proto_writer_t {
-    msgpack_sbuffer buffer;                 //  bytes written so far
-    msgpack_packer packer;                  //  msgpack-c packer into buffer
+    uint8_t *data;                          //  bytes written so far
+    size_t size;                            //  bytes used
+    size_t alloc;                           //  bytes allocated
+    msgpack_packer packer;                  //  msgpack-c packer, for whole objects
     size_t offset [WRITER_MAX_DEPTH];       //  header offset of each open container
     uint32_t items [WRITER_MAX_DEPTH];      //  objects written into each
     bool is_map [WRITER_MAX_DEPTH];         //  is that container a map
     int depth;                              //  open containers
 };
+
+//  Doubles the buffer until len more bytes fit (out of memory is fatal)
+static void __attribute__ ((noinline))
+s_grow (proto_writer_t *self, size_t len)
+{
+    size_t alloc = self->alloc * 2;
+    while (alloc - self->size < len)
+        alloc *= 2;
+    self->data = (uint8_t *) realloc (self->data, alloc);
+    assert (self->data);
+    self->alloc = alloc;
+}
+
+//  Makes room for len more bytes and returns where they go; the caller
+//  fills them and the writer counts them as used
+static inline uint8_t *
+s_reserve (proto_writer_t *self, size_t len)
+{
+    if (__builtin_expect (self->alloc - self->size < len, 0))
+        s_grow (self, len);
+    uint8_t *dest = self->data + self->size;
+    self->size += len;
+    return dest;
+}
+
+//  Appends len bytes; an empty string or bin may come with a NULL pointer
+static inline void
+s_put_bytes (proto_writer_t *self, const void *bytes, size_t len)
+{
+    if (len)
+        memcpy (s_reserve (self, len), bytes, len);
+}
+
+//  The packer's sink: msgpack-c writes whole objects through it
+static int
+s_packer_write (void *data, const char *bytes, size_t len)
+{
+    s_put_bytes ((proto_writer_t *) data, bytes, len);
+    return 0;
+}
+
+static inline void
+s_put_be (uint8_t *dest, uint64_t value, int width)
+{
+    for (int index = width - 1; index >= 0; index--) {
+        dest [index] = (uint8_t) value;
+        value >>= 8;
+    }
+}
+
+//  A marker and a big-endian number of width bytes (0 to 8)
+static inline void
+s_put_marked (proto_writer_t *self, uint8_t marker, uint64_t value, int width)
+{
+    uint8_t *dest = s_reserve (self, 1 + width);
+    dest [0] = marker;
+    s_put_be (dest + 1, value, width);
+}
+
+//  A header of a string or bin: smallest form, as msgpack-c writes it
+static void
+s_put_header (proto_writer_t *self, bool is_str, size_t len)
+{
+    if (is_str && len < 32)
+        *s_reserve (self, 1) = (uint8_t) (0xa0 | len);
+    else
+    if (len < 0x100)
+        s_put_marked (self, is_str? 0xd9: 0xc4, len, 1);
+    else
+    if (len < 0x10000)
+        s_put_marked (self, is_str? 0xda: 0xc5, len, 2);
+    else
+        s_put_marked (self, is_str? 0xdb: 0xc6, len, 4);
+}
+
+static void
+s_put_uint (proto_writer_t *self, uint64_t value)
+{
+    if (value < 0x80)
+        *s_reserve (self, 1) = (uint8_t) value;
+    else
+    if (value < 0x100)
+        s_put_marked (self, 0xcc, value, 1);
+    else
+    if (value < 0x10000)
+        s_put_marked (self, 0xcd, value, 2);
+    else
+    if (value < 0x100000000ull)
+        s_put_marked (self, 0xce, value, 4);
+    else
+        s_put_marked (self, 0xcf, value, 8);
+}
 
 //  --------------------------------------------------------------------------
 //  New writer with an empty buffer
@@ -29,8 +124,10 @@ proto_writer_new (void)
 {
     proto_writer_t *self = (proto_writer_t *) calloc (1, sizeof (proto_writer_t));
     assert (self);
-    msgpack_sbuffer_init (&self->buffer);
-    msgpack_packer_init (&self->packer, &self->buffer, msgpack_sbuffer_write);
+    self->data = (uint8_t *) malloc (WRITER_FIRST_ALLOC);
+    assert (self->data);
+    self->alloc = WRITER_FIRST_ALLOC;
+    msgpack_packer_init (&self->packer, self, s_packer_write);
     return self;
 }
 
@@ -38,7 +135,7 @@ void
 proto_writer_destroy (proto_writer_t **self_p)
 {
     if (self_p && *self_p) {
-        msgpack_sbuffer_destroy (&(*self_p)->buffer);
+        free ((*self_p)->data);
         free (*self_p);
         *self_p = NULL;
     }
@@ -47,12 +144,12 @@ proto_writer_destroy (proto_writer_t **self_p)
 void
 proto_writer_reset (proto_writer_t *self)
 {
-    self->buffer.size = 0;
+    self->size = 0;
     self->depth = 0;
 }
 
 //  Counts one more object in the innermost open container
-static void
+static inline void
 s_count (proto_writer_t *self)
 {
     if (self->depth > 0)
@@ -64,12 +161,11 @@ s_begin (proto_writer_t *self, uint8_t marker, bool is_map)
 {
     assert (self->depth < WRITER_MAX_DEPTH);
     s_count (self);
-    uint8_t header [5] = { marker, 0, 0, 0, 0 };
-    self->offset [self->depth] = self->buffer.size;
+    self->offset [self->depth] = self->size;
     self->items [self->depth] = 0;
     self->is_map [self->depth] = is_map;
     self->depth++;
-    msgpack_sbuffer_write (&self->buffer, (const char *) header, sizeof (header));
+    s_put_marked (self, marker, 0, 4);
 }
 
 static void
@@ -83,11 +179,7 @@ s_end (proto_writer_t *self, bool is_map)
         assert (count % 2 == 0);
         count /= 2;
     }
-    uint8_t *header = (uint8_t *) self->buffer.data + self->offset [self->depth];
-    header [1] = (uint8_t) (count >> 24);
-    header [2] = (uint8_t) (count >> 16);
-    header [3] = (uint8_t) (count >> 8);
-    header [4] = (uint8_t) count;
+    s_put_be (self->data + self->offset [self->depth] + 1, count, 4);
 }
 
 void proto_writer_map_begin (proto_writer_t *self)   { s_begin (self, 0xdf, true); }
@@ -99,8 +191,14 @@ void
 proto_writer_strn (proto_writer_t *self, const char *text, size_t len)
 {
     s_count (self);
-    msgpack_pack_str (&self->packer, len);
-    msgpack_pack_str_body (&self->packer, text, len);
+    if (len < 32) {                     //  Keys and most values: one reserve
+        *s_reserve (self, 1) = (uint8_t) (0xa0 | len);
+        s_put_bytes (self, text, len);
+    }
+    else {
+        s_put_header (self, true, len);
+        s_put_bytes (self, text, len);
+    }
 }
 
 void
@@ -113,65 +211,72 @@ void
 proto_writer_u64 (proto_writer_t *self, uint64_t value)
 {
     s_count (self);
-    msgpack_pack_uint64 (&self->packer, value);
+    if (value < 0x80)
+        *s_reserve (self, 1) = (uint8_t) value;
+    else
+        s_put_uint (self, value);
 }
 
 void
 proto_writer_i64 (proto_writer_t *self, int64_t value)
 {
     s_count (self);
-    msgpack_pack_int64 (&self->packer, value);
+    if (value >= 0)
+        s_put_uint (self, (uint64_t) value);
+    else
+    if (value >= -32)
+        *s_reserve (self, 1) = (uint8_t) value;
+    else
+    if (value >= INT8_MIN)
+        s_put_marked (self, 0xd0, (uint64_t) value, 1);
+    else
+    if (value >= INT16_MIN)
+        s_put_marked (self, 0xd1, (uint64_t) value, 2);
+    else
+    if (value >= INT32_MIN)
+        s_put_marked (self, 0xd2, (uint64_t) value, 4);
+    else
+        s_put_marked (self, 0xd3, (uint64_t) value, 8);
 }
 
 void
 proto_writer_double (proto_writer_t *self, double value)
 {
     s_count (self);
-    msgpack_pack_double (&self->packer, value);
+    uint64_t bits;
+    memcpy (&bits, &value, sizeof (bits));
+    s_put_marked (self, 0xcb, bits, 8);
 }
 
 void
 proto_writer_bool (proto_writer_t *self, bool value)
 {
     s_count (self);
-    if (value)
-        msgpack_pack_true (&self->packer);
-    else
-        msgpack_pack_false (&self->packer);
+    *s_reserve (self, 1) = value? 0xc3: 0xc2;
 }
 
 void
 proto_writer_nil (proto_writer_t *self)
 {
     s_count (self);
-    msgpack_pack_nil (&self->packer);
+    *s_reserve (self, 1) = 0xc0;
 }
 
 void
 proto_writer_bin (proto_writer_t *self, const void *data, size_t len)
 {
     s_count (self);
-    msgpack_pack_bin (&self->packer, len);
-    msgpack_pack_bin_body (&self->packer, data, len);
+    s_put_header (self, false, len);
+    s_put_bytes (self, data, len);
 }
 
 uint8_t *
 proto_writer_bin_reserve (proto_writer_t *self, size_t len)
 {
     s_count (self);
-    msgpack_pack_bin (&self->packer, len);
-    msgpack_sbuffer *buffer = &self->buffer;
-    if (buffer->alloc - buffer->size < len) {
-        size_t alloc = buffer->alloc? buffer->alloc * 2: 256;
-        while (alloc - buffer->size < len)
-            alloc *= 2;
-        buffer->data = (char *) realloc (buffer->data, alloc);
-        assert (buffer->data);
-        buffer->alloc = alloc;
-    }
-    uint8_t *body = (uint8_t *) buffer->data + buffer->size;
+    s_put_header (self, false, len);
+    uint8_t *body = s_reserve (self, len);
     memset (body, 0, len);
-    buffer->size += len;
     return body;
 }
 
@@ -186,7 +291,7 @@ void
 proto_writer_raw (proto_writer_t *self, const void *data, size_t len)
 {
     s_count (self);
-    msgpack_sbuffer_write (&self->buffer, (const char *) data, len);
+    s_put_bytes (self, data, len);
 }
 
 void
@@ -228,13 +333,13 @@ const void *
 proto_writer_data (proto_writer_t *self)
 {
     assert (self->depth == 0);
-    return self->buffer.data;
+    return self->data;
 }
 
 size_t
 proto_writer_size (proto_writer_t *self)
 {
-    return self->buffer.size;
+    return self->size;
 }
 
 //  --------------------------------------------------------------------------

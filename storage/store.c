@@ -35,6 +35,10 @@
 #define STORE_WRITE_BUFFER_SIZE  (32u << 20)    //  Memtable size per CF
 #define STORE_DB_WRITE_BUFFER    (256u << 20)   //  Cap on all memtables together
 #define STORE_MAX_TOTAL_WAL      (512ull << 20) //  Force flushes past this WAL size
+#define STORE_BLOOM_AFTER_BYTES  (1u << 20)     //  A tenant that wrote this since open...
+#define STORE_BLOOM_TENANTS_MAX  64             //  ...gets a memtable filter, up to this many
+#define STORE_MEMTABLE_BLOOM     "0.01"         //  Of the memtable: 336 KB, ~10 bits a key
+#define STORE_INSERT_HINTS       "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.9"
 
 #define STORE_GLOBAL_CF   "global"
 #define STORE_LOG_QUIET   4         //  RocksDB info log level: FATAL
@@ -48,6 +52,8 @@
 typedef struct {
     uint64_t tenant;                            //  Tenant id (meaningful if cf)
     rocksdb_column_family_handle_t *cf;         //  CF handle; NULL = empty slot
+    uint64_t written;                           //  Key and value bytes since open
+    bool filtered;                              //  Memtable filter requested
 } s_slot_t;
 
 //  Structure of our store
@@ -65,6 +71,8 @@ struct _store_t {
     s_slot_t *slots;                            //  Tenant CF hash (open addressing)
     size_t slots_cap;                           //  Slot count, a power of two
     size_t tenants;                             //  Number of tenant CFs in slots
+    size_t filtered;                            //  Tenants given a memtable filter
+    bool filter_wanted;                         //  A tenant passed the threshold
     size_t iterators;                           //  Live iterators on this store
     bool failed;                                //  True after any failed write
     char *failure;                              //  Message of the first failure
@@ -211,16 +219,14 @@ s_hash (uint64_t tenant)
 //  Insert a tenant CF into a slot table with linear probing (no duplicates).
 
 static void
-s_slots_put (s_slot_t *slots, size_t cap, uint64_t tenant,
-             rocksdb_column_family_handle_t *cf)
+s_slots_put (s_slot_t *slots, size_t cap, const s_slot_t *slot)
 {
-    size_t index = s_hash (tenant) & (cap - 1);
+    size_t index = s_hash (slot->tenant) & (cap - 1);
     while (slots [index].cf) {
-        assert (slots [index].tenant != tenant);
+        assert (slots [index].tenant != slot->tenant);
         index = (index + 1) & (cap - 1);
     }
-    slots [index].tenant = tenant;
-    slots [index].cf = cf;
+    slots [index] = *slot;
 }
 
 
@@ -236,14 +242,32 @@ s_tenant_insert (store_t *self, uint64_t tenant, rocksdb_column_family_handle_t 
         memset (new_slots, 0, new_cap * sizeof (s_slot_t));
         for (size_t index = 0; index < self->slots_cap; index++)
             if (self->slots [index].cf)
-                s_slots_put (new_slots, new_cap,
-                             self->slots [index].tenant, self->slots [index].cf);
+                s_slots_put (new_slots, new_cap, &self->slots [index]);
         free (self->slots);
         self->slots = new_slots;
         self->slots_cap = new_cap;
     }
-    s_slots_put (self->slots, self->slots_cap, tenant, cf);
+    s_slot_t slot = { .tenant = tenant, .cf = cf };
+    s_slots_put (self->slots, self->slots_cap, &slot);
     self->tenants++;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Look up the slot of a tenant (not 0); NULL if it has no CF.
+
+static s_slot_t *
+s_slot_lookup (store_t *self, uint64_t tenant)
+{
+    if (self->tenants == 0)
+        return NULL;
+    size_t index = s_hash (tenant) & (self->slots_cap - 1);
+    while (self->slots [index].cf) {
+        if (self->slots [index].tenant == tenant)
+            return &self->slots [index];
+        index = (index + 1) & (self->slots_cap - 1);
+    }
+    return NULL;
 }
 
 
@@ -255,15 +279,70 @@ s_cf_lookup (store_t *self, uint64_t tenant)
 {
     if (tenant == STORE_GLOBAL)
         return self->global;
-    if (self->tenants == 0)
-        return NULL;
-    size_t index = s_hash (tenant) & (self->slots_cap - 1);
-    while (self->slots [index].cf) {
-        if (self->slots [index].tenant == tenant)
-            return self->slots [index].cf;
-        index = (index + 1) & (self->slots_cap - 1);
+    s_slot_t *slot = s_slot_lookup (self, tenant);
+    return slot? slot->cf: NULL;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Counts what a write puts in a tenant's CF. A point read of a key that is
+//  absent (the dedupe lookup of every send) searches every memtable's skip
+//  list; a whole-key filter answers it in a few hundred instructions. The
+//  filter is allocated with each memtable, busy or idle, and counts against
+//  the write-buffer cap, so only tenants that write get one, and at most
+//  STORE_BLOOM_TENANTS_MAX of them.
+
+static void
+s_count_written (store_t *self, s_slot_t *slot, size_t bytes)
+{
+    slot->written += bytes;
+    if (!slot->filtered && slot->written >= STORE_BLOOM_AFTER_BYTES
+    &&  self->filtered < STORE_BLOOM_TENANTS_MAX)
+        self->filter_wanted = true;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Give a memtable filter to the tenants that passed the threshold. RocksDB
+//  rewrites its OPTIONS file each time, and gives the filter to the next
+//  memtable, so the current one (a MiB or so) is flushed in the background.
+
+static void
+s_filter_busy_tenants (store_t *self)
+{
+    static const char *keys [] = {
+        "memtable_whole_key_filtering", "memtable_prefix_bloom_size_ratio"
+    };
+    static const char *values [] = { "true", STORE_MEMTABLE_BLOOM };
+    self->filter_wanted = false;
+    for (size_t index = 0; index < self->slots_cap; index++) {
+        s_slot_t *slot = &self->slots [index];
+        if (!slot->cf || slot->filtered || slot->written < STORE_BLOOM_AFTER_BYTES
+        ||  self->filtered >= STORE_BLOOM_TENANTS_MAX)
+            continue;
+        char *rerr = NULL;
+        rocksdb_set_options_cf (self->db, slot->cf, 2, keys, values, &rerr);
+        if (!rerr) {
+            rocksdb_flushoptions_t *flush = rocksdb_flushoptions_create ();
+            rocksdb_flushoptions_set_wait (flush, 0);
+            rocksdb_flush_cf (self->db, flush, slot->cf, &rerr);
+            rocksdb_flushoptions_destroy (flush);
+        }
+        free (rerr);                    //  Only costs speed: never asked again
+        slot->filtered = true;
+        self->filtered++;
     }
-    return NULL;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Number of tenants given a memtable filter since open.
+
+size_t
+store_filtered_tenants (store_t *self)
+{
+    assert (self);
+    return self->filtered;
 }
 
 
@@ -396,6 +475,25 @@ s_log_corruption_hint (const char *path)
 
 
 //  --------------------------------------------------------------------------
+//  Keys start with a type byte and an 8-byte id ('m' channel seq, 'p'
+//  channel user, 'd' user ...): the memtable keeps its last insert position
+//  for each such 9-byte prefix, so a message appended to its channel, or a
+//  position next to the last one written, is placed without a search from
+//  the skip list's top. RocksDB's C API sets this option only by name.
+
+static void
+s_options_add_insert_hints (store_t *self)
+{
+    rocksdb_options_t *hinted = rocksdb_options_create ();
+    char *rerr = NULL;
+    rocksdb_get_options_from_string (self->options, STORE_INSERT_HINTS, hinted, &rerr);
+    assert (!rerr);
+    rocksdb_options_destroy (self->options);
+    self->options = hinted;
+}
+
+
+//  --------------------------------------------------------------------------
 //  Create the RocksDB options and per-store objects. Cannot fail.
 
 static void
@@ -437,6 +535,7 @@ s_options_new (store_t *self)
     //  The factory copies the table options (and shares the cache)
     rocksdb_options_set_block_based_table_factory (self->options, table);
     rocksdb_block_based_options_destroy (table);
+    s_options_add_insert_hints (self);
 
     self->wopts_sync = rocksdb_writeoptions_create ();
     rocksdb_writeoptions_set_sync (self->wopts_sync, 1);
@@ -1067,7 +1166,13 @@ store_write (store_t *self, store_batch_t *batch, bool sync, char **err)
     s_batch_sort (batch);
     for (size_t index = 0; index < batch->count; index++) {
         const s_op_t *op = &batch->ops [batch->sorted [index].index];
-        rocksdb_column_family_handle_t *cf = s_cf_lookup (self, op->tenant);
+        rocksdb_column_family_handle_t *cf = self->global;
+        if (op->tenant != STORE_GLOBAL) {
+            s_slot_t *slot = s_slot_lookup (self, op->tenant);
+            cf = slot? slot->cf: NULL;
+            if (slot)
+                s_count_written (self, slot, op->key_len + op->value_len);
+        }
         if (!cf) {
             s_set_err (err, "store: write to tenant %" PRIu64 " which has no "
                        "column family in '%s' (store_tenant_ensure first)",
@@ -1099,6 +1204,8 @@ store_write (store_t *self, store_batch_t *batch, bool sync, char **err)
         free (rerr);
         return -1;
     }
+    if (self->filter_wanted)
+        s_filter_busy_tenants (self);
     return 0;
 }
 

@@ -65,6 +65,12 @@ bool
     store_tenant_exists (store_t *self, uint64_t tenant);
 
 //  --------------------------------------------------------------------------
+//  Number of tenants whose memtables got a whole-key filter since open: a
+//  tenant gets one once it has written 1 MiB since open, up to 64 tenants.
+size_t
+    store_filtered_tenants (store_t *self);
+
+//  --------------------------------------------------------------------------
 //  Returns the number of tenant column families (the global CF is not
 //  counted) and fills ids[0..max) with the smallest tenant ids in ascending
 //  order. ids may be NULL when max is 0 (just count).

@@ -168,6 +168,73 @@ test_writer_bin_reserve (void **state)
     proto_writer_destroy (&writer);
 }
 
+//  Every scalar is written in the same smallest form msgpack-c's packer
+//  chooses, at each boundary between forms
+static void
+test_writer_matches_msgpack_c (void **state)
+{
+    (void) state;
+    static const uint64_t unsigned_values [] = {
+        0, 1, 127, 128, 255, 256, 65535, 65536, 4294967295ull, 4294967296ull, UINT64_MAX
+    };
+    static const int64_t signed_values [] = {
+        0, 5, -1, -32, -33, -128, -129, -32768, -32769, INT32_MIN,
+        (int64_t) INT32_MIN - 1, INT64_MIN, 300, INT64_MAX
+    };
+    static const size_t lengths [] = { 0, 1, 31, 32, 255, 256, 65535, 65536, 70000 };
+    static char text [70000];
+    memset (text, 'x', sizeof (text));
+
+    msgpack_sbuffer expected;
+    msgpack_sbuffer_init (&expected);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &expected, msgpack_sbuffer_write);
+    proto_writer_t *writer = proto_writer_new ();
+    proto_writer_array_begin (writer);
+    size_t count = 0;
+    for (size_t i = 0; i < sizeof (unsigned_values) / sizeof (uint64_t); i++, count++) {
+        proto_writer_u64 (writer, unsigned_values [i]);
+        msgpack_pack_uint64 (&packer, unsigned_values [i]);
+    }
+    for (size_t i = 0; i < sizeof (signed_values) / sizeof (int64_t); i++, count++) {
+        proto_writer_i64 (writer, signed_values [i]);
+        msgpack_pack_int64 (&packer, signed_values [i]);
+    }
+    for (size_t i = 0; i < sizeof (lengths) / sizeof (size_t); i++, count += 2) {
+        proto_writer_strn (writer, text, lengths [i]);
+        msgpack_pack_str_with_body (&packer, text, lengths [i]);
+        proto_writer_bin (writer, text, lengths [i]);
+        msgpack_pack_bin_with_body (&packer, text, lengths [i]);
+    }
+    //  Empty strings and bins may come without a pointer (as msgpack-c's
+    //  objects do)
+    proto_writer_strn (writer, NULL, 0);
+    msgpack_pack_str (&packer, 0);
+    proto_writer_bin (writer, NULL, 0);
+    msgpack_pack_bin (&packer, 0);
+    count += 2;
+    proto_writer_double (writer, -2.5);
+    msgpack_pack_double (&packer, -2.5);
+    proto_writer_bool (writer, true);
+    msgpack_pack_true (&packer);
+    proto_writer_bool (writer, false);
+    msgpack_pack_false (&packer);
+    proto_writer_nil (writer);
+    msgpack_pack_nil (&packer);
+    count += 4;
+    proto_writer_array_end (writer);
+
+    //  The writer's array header is always the 32-bit form
+    const uint8_t *written = (const uint8_t *) proto_writer_data (writer);
+    assert_int_equal (written [0], 0xdd);
+    assert_int_equal ((written [1] << 24) | (written [2] << 16) | (written [3] << 8) | written [4],
+                      count);
+    assert_int_equal (proto_writer_size (writer), expected.size + 5);
+    assert_memory_equal (written + 5, expected.data, expected.size);
+    msgpack_sbuffer_destroy (&expected);
+    proto_writer_destroy (&writer);
+}
+
 static void
 test_error_table (void **state)
 {
@@ -201,6 +268,7 @@ main (void)
         cmocka_unit_test (test_utf8),
         cmocka_unit_test (test_writer_round_trip),
         cmocka_unit_test (test_writer_bin_reserve),
+        cmocka_unit_test (test_writer_matches_msgpack_c),
         cmocka_unit_test (test_error_table),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);

@@ -1204,6 +1204,107 @@ test_two_stores (void **state)
 }
 
 
+//  Writes `mib` MiB to a tenant in batches of 16 values of 64 KB; keys
+//  "<tag>-<n>"
+static void
+s_write_mib (store_t *store, uint64_t tenant, const char *tag, int mib)
+{
+    static char value [65536];
+    memset (value, 'v', sizeof (value));
+    store_batch_t *batch = store_batch_new ();
+    for (int round = 0; round < mib; round++) {
+        store_batch_clear (batch);
+        for (int i = 0; i < 16; i++) {
+            char key [64];
+            snprintf (key, sizeof (key), "%s-%d", tag, round * 16 + i);
+            store_batch_put (batch, tenant, key, strlen (key), value, sizeof (value));
+        }
+        assert_int_equal (store_write (store, batch, false, NULL), 0);
+    }
+    store_batch_destroy (&batch);
+}
+
+//  The section of a CF in the newest OPTIONS file RocksDB wrote (malloc'd)
+static char *
+s_cf_options_section (const char *path, const char *cf_name)
+{
+    DIR *dir = opendir (path);
+    assert_non_null (dir);
+    char newest [PATH_MAX] = "";
+    long newest_number = -1;
+    struct dirent *entry;
+    while ((entry = readdir (dir)))
+        if (strncmp (entry->d_name, "OPTIONS-", 8) == 0
+        &&  atol (entry->d_name + 8) > newest_number) {
+            newest_number = atol (entry->d_name + 8);
+            snprintf (newest, sizeof (newest), "%s/%s", path, entry->d_name);
+        }
+    closedir (dir);
+    FILE *file = fopen (newest, "r");
+    assert_non_null (file);
+    static char text [1 << 20];
+    size_t size = fread (text, 1, sizeof (text) - 1, file);
+    fclose (file);
+    text [size] = 0;
+    char header [64];
+    snprintf (header, sizeof (header), "[CFOptions \"%s\"]", cf_name);
+    char *start = strstr (text, header);
+    assert_non_null (start);
+    char *end = strstr (start + 1, "\n[");
+    return strndup (start, end? (size_t) (end - start): strlen (start));
+}
+
+//  A tenant that writes 1 MiB gets a whole-key filter on its memtables, at
+//  most 64 tenants do, and point reads stay exact through filtered memtables;
+//  every tenant's memtables keep insert hints
+static void
+test_memtable_filter_for_busy_tenants (void **state)
+{
+    fixture_t *fixture = *state;
+    store_t *store = s_open (fixture->path);
+    s_ensure (store, 1);
+    s_ensure (store, 2);
+    s_put (store, 2, "quiet", "q", false);
+    s_write_mib (store, 1, "a", 1);
+    assert_int_equal (store_filtered_tenants (store), 1);
+    char *busy = s_cf_options_section (fixture->path, "t/1");
+    char *quiet = s_cf_options_section (fixture->path, "t/2");
+    assert_non_null (strstr (busy, "memtable_whole_key_filtering=true"));
+    assert_non_null (strstr (busy, "memtable_prefix_bloom_size_ratio=0.010000"));
+    assert_non_null (strstr (quiet, "memtable_whole_key_filtering=false"));
+    //  Every CF keeps an insert position per 9-byte key prefix
+    assert_non_null (strstr (busy, "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.9"));
+    assert_non_null (strstr (quiet, "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.9"));
+    free (busy);
+    free (quiet);
+
+    //  Tenant 1's next memtables carry the filter
+    s_write_mib (store, 1, "b", 8);
+    char key [64];
+    for (int i = 0; i < 8 * 16; i += 3) {
+        snprintf (key, sizeof (key), "b-%d", i);
+        char *value = NULL;
+        size_t len = 0;
+        assert_int_equal (store_get (store, 1, key, strlen (key), &value, &len, NULL), 1);
+        assert_int_equal (len, 65536);
+        free (value);
+        snprintf (key, sizeof (key), "absent-%d", i);
+        s_expect (store, 1, key, NULL);
+    }
+    char *value = NULL;
+    size_t len = 0;
+    assert_int_equal (store_get (store, 1, "a-3", 3, &value, &len, NULL), 1);
+    free (value);
+
+    //  70 tenants more write 1 MiB each: 64 tenants in all get a filter
+    for (uint64_t tenant = 10; tenant < 80; tenant++) {
+        s_ensure (store, tenant);
+        s_write_mib (store, tenant, "c", 1);
+    }
+    assert_int_equal (store_filtered_tenants (store), 64);
+    store_destroy (&store);
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -1219,6 +1320,7 @@ main (int argc, char *argv [])
         cmocka_unit_test_setup_teardown (test_sync_write, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_get, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_batch_last_write_wins, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_memtable_filter_for_busy_tenants, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_iter_bounds, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_iter_empty, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_many_tenants, s_setup, s_teardown),
