@@ -100,6 +100,34 @@ s_key_dedupe (uint8_t *key, uint64_t user, const char *cmid, size_t cmid_len)
 }
 
 //  --------------------------------------------------------------------------
+//  The committer: writes the commits the actor hands it, one at a time, and
+//  hands each back once written (and synced). It touches nothing but the
+//  commit (store_commit_apply), so the actor stages the next batch meanwhile.
+
+static void
+s_committer (zsock_t *pipe, void *args)
+{
+    (void) args;
+    zsock_signal (pipe, 0);
+    while (true) {
+        char *command = NULL;
+        void *commit = NULL;
+        if (zsock_recv (pipe, "sp", &command, &commit)) {
+            if (zmq_errno () == EINTR)
+                continue;           //  a signal: the command is still queued
+            break;
+        }
+        bool is_commit = command && streq (command, "COMMIT") && commit;
+        free (command);
+        if (!is_commit)
+            break;                  //  $TERM
+        store_commit_apply ((store_commit_t *) commit);
+        while (zsock_send (pipe, "p", commit) && zmq_errno () == EINTR)
+            ;
+    }
+}
+
+//  --------------------------------------------------------------------------
 //  Construction
 
 static self_t *
@@ -120,11 +148,16 @@ s_self_new (zsock_t *pipe, const stage_config_t *config)
     zhashx_set_destructor (self->heads, s_free_item);
     self->positions = zhashx_new ();
     zhashx_set_destructor (self->positions, s_free_item);
-    self->staged = zhashx_new ();
-    zhashx_set_destructor (self->staged, s_staged_destroy);
-    self->batch = store_batch_new ();
-    self->pending = zlistx_new ();
-    zlistx_set_destructor (self->pending, s_pending_destroy);
+    for (int index = 0; index < 2; index++) {
+        generation_t *generation = &self->generations [index];
+        generation->staged = zhashx_new ();
+        zhashx_set_destructor (generation->staged, s_staged_destroy);
+        generation->batch = store_batch_new ();
+        generation->pending = zlistx_new ();
+        zlistx_set_destructor (generation->pending, s_pending_destroy);
+    }
+    self->now = &self->generations [0];
+    self->flight = &self->generations [1];
     self->writer = proto_writer_new ();
     self->record = proto_writer_new ();
     self->event = proto_writer_new ();
@@ -134,10 +167,12 @@ s_self_new (zsock_t *pipe, const stage_config_t *config)
         self->broker = stage_outbox_new (config, config->broker_endpoint, false);
         self->fanout = stage_outbox_new (config, config->fanout_endpoint, false);
     }
+    if (self->store)
+        self->committer = zactor_new (s_committer, NULL);
     if (!self->store || !self->inbox || !self->broker || !self->fanout)
         self->terminated = true;
     else
-        self->poller = zpoller_new (pipe, self->inbox, NULL);
+        self->poller = zpoller_new (pipe, self->inbox, self->committer, NULL);
     return self;
 }
 
@@ -152,10 +187,15 @@ s_self_destroy (self_t **self_p)
         zsock_destroy (&self->fanout);
         zhashx_destroy (&self->heads);
         zhashx_destroy (&self->positions);
-        zhashx_destroy (&self->staged);
-        zlistx_destroy (&self->pending);
-        store_batch_destroy (&self->batch);
-        free (self->undo);
+        assert (!self->commit);
+        zactor_destroy (&self->committer);
+        for (int index = 0; index < 2; index++) {
+            generation_t *generation = &self->generations [index];
+            zhashx_destroy (&generation->staged);
+            zlistx_destroy (&generation->pending);
+            store_batch_destroy (&generation->batch);
+            free (generation->undo);
+        }
         free (self->changed);
         proto_writer_destroy (&self->writer);
         proto_writer_destroy (&self->record);
@@ -214,7 +254,8 @@ pst_head (self_t *self, uint64_t tenant, uint64_t ch)
     uint64_t *head = (uint64_t *) zhashx_lookup (self->heads, key);
     if (head)
         return head;
-    if (zhashx_size (self->heads) > CACHE_MAX && store_batch_count (self->batch) == 0)
+    if (zhashx_size (self->heads) > CACHE_MAX && store_batch_count (self->now->batch) == 0
+    &&  !self->commit)
         zhashx_purge (self->heads);
     head = (uint64_t *) zmalloc (sizeof (uint64_t));
     uint8_t lower [17], upper [17];
@@ -244,8 +285,8 @@ pst_position (self_t *self, uint64_t tenant, uint64_t ch, uint64_t user)
     position_t *position = (position_t *) zhashx_lookup (self->positions, key);
     if (position)
         return position;
-    if (zhashx_size (self->positions) > CACHE_MAX && store_batch_count (self->batch) == 0
-    &&  self->changed_size == 0)
+    if (zhashx_size (self->positions) > CACHE_MAX && store_batch_count (self->now->batch) == 0
+    &&  !self->commit && self->changed_size == 0)
         zhashx_purge (self->positions);
     position = (position_t *) zmalloc (sizeof (position_t));
     uint8_t store_key [17];
@@ -270,14 +311,14 @@ pst_position (self_t *self, uint64_t tenant, uint64_t ch, uint64_t user)
 static void
 s_undo_push (self_t *self, uint64_t *slot)
 {
-    if (self->undo_size == self->undo_max) {
-        self->undo_max = self->undo_max? self->undo_max * 2: 256;
-        self->undo = (undo_t *) realloc (self->undo, self->undo_max * sizeof (undo_t));
-        assert (self->undo);
+    if (self->now->undo_size == self->now->undo_max) {
+        self->now->undo_max = self->now->undo_max? self->now->undo_max * 2: 256;
+        self->now->undo = (undo_t *) realloc (self->now->undo, self->now->undo_max * sizeof (undo_t));
+        assert (self->now->undo);
     }
-    self->undo [self->undo_size].slot = slot;
-    self->undo [self->undo_size].old = *slot;
-    self->undo_size++;
+    self->now->undo [self->now->undo_size].slot = slot;
+    self->now->undo [self->now->undo_size].old = *slot;
+    self->now->undo_size++;
 }
 
 //  Stages new positions (never moving back) for a member
@@ -321,7 +362,7 @@ s_positions_put (self_t *self)
         proto_writer_map_end (self->record);
         uint8_t key [17];
         pst_key_position (key, changed->ch, changed->user);
-        store_batch_put (self->batch, changed->tenant, key, 17,
+        store_batch_put (self->now->batch, changed->tenant, key, 17,
                          proto_writer_data (self->record), proto_writer_size (self->record));
         changed->position->staged = false;
     }
@@ -371,7 +412,7 @@ pst_pending_add (self_t *self, request_t *request, bool with_event)
         zmq_msg_init (&pending->meta);
         zmq_msg_init (&pending->event);
     }
-    zlistx_add_end (self->pending, pending);
+    zlistx_add_end (self->now->pending, pending);
 }
 
 //  --------------------------------------------------------------------------
@@ -408,69 +449,130 @@ s_pending_send (self_t *self, pending_t *pending)
         s_dropped (self, "event");
 }
 
-//  Sends the acks and events of the batch (its write succeeded)
+//  Sends the acks and events of a commit (its write succeeded)
 static void
-s_commit_acks (self_t *self)
+s_commit_acks (self_t *self, generation_t *generation)
 {
     size_t acked = 0;
-    for (pending_t *pending = (pending_t *) zlistx_first (self->pending); pending;
-         pending = (pending_t *) zlistx_next (self->pending)) {
-        if (++acked == zlistx_size (self->pending) / 2 + 1)
+    for (pending_t *pending = (pending_t *) zlistx_first (generation->pending); pending;
+         pending = (pending_t *) zlistx_next (generation->pending)) {
+        if (++acked == zlistx_size (generation->pending) / 2 + 1)
             stage_kill_point ("mid_acks");
         s_pending_send (self, pending);
     }
 }
 
-//  Answers every staged request storage_unavailable and rolls the cached
-//  heads and positions back (the write failed)
+//  Rolls back the cached heads and positions a commit changed and answers
+//  its requests storage_unavailable (its write failed)
 static void
-s_commit_failed (self_t *self, char *err)
+s_commit_refuse (self_t *self, generation_t *generation)
 {
-    zsys_error ("persistence: write failed, refusing writes until restart: %s", err);
-    for (size_t i = self->undo_size; i > 0; i--)
-        *self->undo [i - 1].slot = self->undo [i - 1].old;
-    for (pending_t *pending = (pending_t *) zlistx_first (self->pending); pending;
-         pending = (pending_t *) zlistx_next (self->pending))
+    for (size_t i = generation->undo_size; i > 0; i--)
+        *generation->undo [i - 1].slot = generation->undo [i - 1].old;
+    for (pending_t *pending = (pending_t *) zlistx_first (generation->pending); pending;
+         pending = (pending_t *) zlistx_next (generation->pending))
         if (!pending->acked)        //  acked only in the early-ack control build
             stage_send_error (self->broker, &pending->route, pending->rid,
                               PROTO_ERR_STORAGE_UNAVAILABLE, NULL);
 }
 
-void
-pst_commit (self_t *self)
+static void
+s_generation_clear (generation_t *generation)
 {
+    zlistx_purge (generation->pending);
+    zhashx_purge (generation->staged);
+    store_batch_clear (generation->batch);
+    generation->undo_size = 0;
+    generation->taken = 0;
+}
+
+//  Ends a commit: its acks and events, or, if its write failed, its
+//  refusal, and that of the commit staged on top of it, rolled back first
+//  (the store refuses every write from now on)
+static void
+s_commit_end (self_t *self, generation_t *generation, int rc, const char *err)
+{
+    if (rc) {
+        zsys_error ("persistence: write failed, refusing writes until restart: %s", err);
+        if (generation != self->now) {
+            s_positions_put (self);
+            s_commit_refuse (self, self->now);
+            s_generation_clear (self->now);
+        }
+        s_commit_refuse (self, generation);
+    }
+    else {
+#ifndef CHORUS_UNSAFE_EARLY_ACK
+        s_commit_acks (self, generation);
+#endif
+        self->commits++;
+        self->committed += zlistx_size (generation->pending);
+    }
+    s_generation_clear (generation);
+}
+
+//  Hands what is staged to the committer, or ends it at once when it has
+//  nothing to write. Nothing may be in flight.
+static void
+s_commit_start (self_t *self)
+{
+    assert (!self->commit);
     s_positions_put (self);
-    if (zlistx_size (self->pending) == 0 && store_batch_count (self->batch) == 0)
+    if (zlistx_size (self->now->pending) == 0 && store_batch_count (self->now->batch) == 0) {
+        self->now->taken = 0;
         return;
+    }
 #ifdef CHORUS_UNSAFE_EARLY_ACK
     //  Negative control for the durability tests: acks before the write.
     //  Never built into chorusd; the tests that must catch it use it. The
     //  pause lets the acks leave the process before a kill point fires, so
     //  the control fails every time, not only when the I/O thread wins.
-    s_commit_acks (self);
+    s_commit_acks (self, self->now);
     zclock_sleep (20);
 #endif
+    if (store_batch_count (self->now->batch) == 0) {
+        s_commit_end (self, self->now, 0, NULL);
+        return;
+    }
+    stage_kill_point ("before_write");
     char *err = NULL;
-    int rc = 0;
-    if (store_batch_count (self->batch)) {
-        stage_kill_point ("before_write");
-        rc = store_write (self->store, self->batch, true, &err);
-        stage_kill_point ("after_write");
+    self->commit = store_commit_new (self->store, self->now->batch, true, &err);
+    if (!self->commit) {
+        s_commit_end (self, self->now, -1, err);
+        free (err);
+        return;
     }
-    if (rc)
-        s_commit_failed (self, err);
-    else {
-#ifndef CHORUS_UNSAFE_EARLY_ACK
-        s_commit_acks (self);
-#endif
-        self->commits++;
-        self->committed += zlistx_size (self->pending);
-    }
+    generation_t *written = self->now;
+    self->now = self->flight;
+    self->flight = written;
+    zsock_send (self->committer, "sp", "COMMIT", self->commit);
+}
+
+//  Waits for the commit in flight, if there is one, and ends it
+static void
+s_commit_wait (self_t *self)
+{
+    if (!self->commit)
+        return;
+    void *written = NULL;
+    //  A signal may interrupt the wait; the commit still comes back
+    while (zsock_recv (self->committer, "p", &written) && zmq_errno () == EINTR)
+        ;
+    assert (written == self->commit);
+    stage_kill_point ("after_write");
+    char *err = NULL;
+    int rc = store_commit_finish (&self->commit, &err);
+    s_commit_end (self, self->flight, rc, err);
     free (err);
-    zlistx_purge (self->pending);
-    zhashx_purge (self->staged);
-    store_batch_clear (self->batch);
-    self->undo_size = 0;
+}
+
+//  Makes everything staged durable and answered before the caller goes on
+void
+pst_commit (self_t *self)
+{
+    s_commit_wait (self);
+    s_commit_start (self);
+    s_commit_wait (self);
 }
 
 //  --------------------------------------------------------------------------
@@ -493,7 +595,9 @@ s_send_dedupe (self_t *self, request_t *request, const char *cmid, size_t cmid_l
                  cmid, cmid_len);
     uint64_t ch = 0, seq = 0, ts = 0;
     bool same = false;
-    staged_send_t *staged = (staged_send_t *) zhashx_lookup (self->staged, key);
+    staged_send_t *staged = (staged_send_t *) zhashx_lookup (self->now->staged, key);
+    if (!staged && self->commit)
+        staged = (staged_send_t *) zhashx_lookup (self->flight->staged, key);
     if (staged) {
         ch = staged->ch, seq = staged->seq, ts = staged->ts;
         same = ch == request->ch && strlen (staged->body) == body_len
@@ -535,8 +639,8 @@ s_send_dedupe (self_t *self, request_t *request, const char *cmid, size_t cmid_l
     proto_writer_kv_u64 (self->writer, "ts", ts);
     proto_writer_kv_bool (self->writer, "duplicate", true);
     proto_writer_map_end (self->writer);
-    if (staged)
-        pst_pending_add (self, request, false);     //  durable with the batch
+    if (staged)     //  durable with its batch: answered after the next commit
+        pst_pending_add (self, request, false);
     else
         stage_send_reply (self->broker, request->route, self->writer, NULL);
     return true;
@@ -642,7 +746,7 @@ s_handle_send (self_t *self, request_t *request)
     *head = seq;
     uint8_t key [9 + PROTO_MAX_CLIENT_ID];
     pst_key_message (key, request->ch, seq);
-    store_batch_put (self->batch, request->tenant, key, 17,
+    store_batch_put (self->now->batch, request->tenant, key, 17,
                      proto_writer_data (self->record), proto_writer_size (self->record));
     //  The event: {ev: "message", ...record}
     proto_writer_reset (self->event);
@@ -666,7 +770,7 @@ s_handle_send (self_t *self, request_t *request)
     proto_writer_bin (self->writer, digest, BODY_HASH_SIZE);
     proto_writer_map_end (self->writer);
     size_t key_len = s_key_dedupe (key, request->user, cmid, cmid_len);
-    store_batch_put (self->batch, request->tenant, key, key_len,
+    store_batch_put (self->now->batch, request->tenant, key, key_len,
                      proto_writer_data (self->writer), proto_writer_size (self->writer));
     //  Sending marks the channel read up to one's own message
     pst_position_stage (self, request->tenant, request->ch, request->user, seq, seq);
@@ -676,7 +780,7 @@ s_handle_send (self_t *self, request_t *request)
     char staged_key [128];
     s_cache_key (staged_key, sizeof (staged_key),
                  (uint64_t []) { request->tenant, request->user }, 2, cmid, cmid_len);
-    zhashx_update (self->staged, staged_key, staged);
+    zhashx_update (self->now->staged, staged_key, staged);
     s_write_meta (self, request);
     pst_reply_begin (self, request->rid);
     proto_writer_kv_u64 (self->writer, "ch", request->ch);
@@ -737,11 +841,11 @@ s_handle_change (self_t *self, request_t *request, bool is_delete)
         proto_writer_map_end (self->record);
         uint8_t key [17];
         pst_key_message (key, request->ch, seq);
-        store_batch_put (self->batch, request->tenant, key, 17,
+        store_batch_put (self->now->batch, request->tenant, key, 17,
                          proto_writer_data (self->record), proto_writer_size (self->record));
         if (is_delete) {
             pst_key_deleted (key, request->ch, seq);
-            store_batch_put (self->batch, request->tenant, key, 17, "", 0);
+            store_batch_put (self->now->batch, request->tenant, key, 17, "", 0);
         }
         proto_writer_reset (self->event);
         proto_writer_map_begin (self->event);
@@ -783,8 +887,9 @@ s_handle_read (self_t *self, request_t *request)
         pst_reply_begin (self, request->rid);
         proto_writer_kv_u64 (self->writer, "ch", request->ch);
         proto_writer_kv_u64 (self->writer, "read_seq", position->read);
-        if (position->staged) {
-            //  The position this batch raised is durable only with the batch
+        if (position->staged || self->commit) {
+            //  A position this batch or the one in flight raised is durable
+            //  only with its batch
             proto_writer_map_end (self->writer);
             pst_pending_add (self, request, false);
         }
@@ -879,20 +984,27 @@ s_handle_message (self_t *self, stage_msg_t *msg)
     proto_msg_destroy (&request.req);
 }
 
-//  Takes everything waiting on the inbox (up to batch_max), then commits
+//  Stages everything waiting on the inbox (up to batch_max a commit), and
+//  hands it to the committer unless a commit is in flight; then it goes
+//  when that one comes back, or at once if it is full
 static void
 s_handle_inbox (self_t *self)
 {
-    int taken = 0;
-    int batch_max = self->config->batch_max > 0? self->config->batch_max: 1024;
-    do {
+    size_t batch_max = self->config->batch_max > 0? (size_t) self->config->batch_max: 1024;
+    while (self->now->taken < batch_max) {
         stage_msg_t msg;
         if (stage_msg_recv (&msg, self->inbox))
             break;
+        self->now->taken++;
         s_handle_message (self, &msg);
         stage_msg_close (&msg);
-    } while (++taken < batch_max);
-    pst_commit (self);
+    }
+    //  A busy inbox must not hold back the acks of a batch already written
+    if (self->commit && (self->now->taken >= batch_max
+                     ||  (zsock_events (self->committer) & ZMQ_POLLIN)))
+        s_commit_wait (self);
+    if (!self->commit)
+        s_commit_start (self);
 }
 
 //  --------------------------------------------------------------------------
@@ -915,6 +1027,11 @@ persistence_actor (zsock_t *pipe, void *args)
         else
         if (which == self->inbox)
             s_handle_inbox (self);
+        else
+        if (which == (void *) self->committer) {
+            s_commit_wait (self);
+            s_commit_start (self);      //  what was staged meanwhile
+        }
         else
             break;
     }

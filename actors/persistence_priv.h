@@ -42,6 +42,19 @@ typedef struct {
     char *body;                 //  its body
 } staged_send_t;
 
+//  What one group commit carries: staged in the actor's thread, written by
+//  the committer's while the next one is staged, finished back in the
+//  actor's thread (acks and events, or a roll-back)
+typedef struct {
+    store_batch_t *batch;       //  writes staged for the commit
+    zlistx_t *pending;          //  pending_t to finish after the commit
+    undo_t *undo;               //  cache changes to roll back on failure
+    size_t undo_size;           //  entries in undo
+    size_t undo_max;            //  capacity of undo
+    zhashx_t *staged;           //  "tn/uid/cmid" -> staged_send_t
+    size_t taken;               //  requests taken from the inbox into it
+} generation_t;
+
 //  Read and delivered positions of a member
 typedef struct {
     uint64_t read;              //  read up to this seq
@@ -65,15 +78,14 @@ typedef struct {
     zpoller_t *poller;          //  pipe and inbox
     zhashx_t *heads;            //  "tn/ch" -> uint64_t head seq
     zhashx_t *positions;        //  "tn/ch/uid" -> position_t
-    store_batch_t *batch;       //  writes staged for the next commit
-    zlistx_t *pending;          //  pending_t to finish after the commit
-    undo_t *undo;               //  cache changes to roll back on failure
-    size_t undo_size;           //  entries in undo
-    size_t undo_max;            //  capacity of undo
+    generation_t generations [2];   //  the two below point here
+    generation_t *now;          //  the commit being staged
+    generation_t *flight;       //  the commit being written, while commit
+    store_commit_t *commit;     //  the write in the committer's hands, or NULL
+    zactor_t *committer;        //  writes one commit at a time
     changed_position_t *changed;    //  positions to write at the commit
     size_t changed_size;        //  entries in changed
     size_t changed_max;         //  capacity of changed
-    zhashx_t *staged;           //  "tn/uid/cmid" -> staged_send_t
     proto_writer_t *writer;     //  scratch writer for replies
     proto_writer_t *record;     //  scratch writer for records
     proto_writer_t *event;      //  scratch writer for events

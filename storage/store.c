@@ -1148,17 +1148,27 @@ s_batch_sort (store_batch_t *self)
 
 
 //  --------------------------------------------------------------------------
-//  Apply the batch atomically across CFs; sticky failed state on write error.
+//  A batch's write, prepared in the store's thread and applied in any one
 
-int
-store_write (store_t *self, store_batch_t *batch, bool sync, char **err)
+struct _store_commit_t {
+    store_t *store;                             //  Owning store
+    rocksdb_writebatch_t *wbatch;               //  The operations, CFs resolved
+    bool sync;                                  //  fsync the WAL before returning
+    char *error;                                //  RocksDB's error, once applied
+#ifdef CHORUS_TESTING
+    bool fail;                                  //  Test hook: fake an I/O error
+#endif
+};
+
+store_commit_t *
+store_commit_new (store_t *self, store_batch_t *batch, bool sync, char **err)
 {
     assert (self);
     assert (batch);
     if (self->failed) {
         s_set_err (err, "store: '%s' is in the failed state (%s)",
                    self->path, self->failure);
-        return -1;
+        return NULL;
     }
     //  Resolve every CF first: a missing one is a caller error, not an I/O one
     rocksdb_writebatch_t *wbatch = rocksdb_writebatch_create ();
@@ -1178,7 +1188,7 @@ store_write (store_t *self, store_batch_t *batch, bool sync, char **err)
                        "column family in '%s' (store_tenant_ensure first)",
                        op->tenant, self->path);
             rocksdb_writebatch_destroy (wbatch);
-            return -1;
+            return NULL;
         }
         const char *key = data + op->key_off;
         if (op->is_delete)
@@ -1187,26 +1197,76 @@ store_write (store_t *self, store_batch_t *batch, bool sync, char **err)
             rocksdb_writebatch_put_cf (wbatch, cf, key, op->key_len,
                                        data + op->value_off, op->value_len);
     }
-    char *rerr = NULL;
+    store_commit_t *commit = (store_commit_t *) s_realloc (NULL, sizeof (store_commit_t));
+    memset (commit, 0, sizeof (store_commit_t));
+    commit->store = self;
+    commit->wbatch = wbatch;
+    commit->sync = sync;
 #ifdef CHORUS_TESTING
-    if (self->fail_next_write) {
-        self->fail_next_write = false;
-        rerr = s_strdup ("IO error: simulated write failure (store_test_fail_next_write)");
+    commit->fail = self->fail_next_write;
+    self->fail_next_write = false;
+#endif
+    return commit;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Write it: touches nothing of the store but RocksDB, which is thread-safe
+
+void
+store_commit_apply (store_commit_t *self)
+{
+    assert (self);
+    store_t *store = self->store;
+#ifdef CHORUS_TESTING
+    if (self->fail) {
+        self->error = s_strdup ("IO error: simulated write failure (store_test_fail_next_write)");
+        return;
+    }
+#endif
+    rocksdb_write (store->db, self->sync ? store->wopts_sync : store->wopts_nosync,
+                   self->wbatch, &self->error);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Back in the store's thread: the outcome; a failed write fails the store
+//  for good (see store_write). Destroys the commit.
+
+int
+store_commit_finish (store_commit_t **self_p, char **err)
+{
+    assert (self_p && *self_p);
+    store_commit_t *self = *self_p;
+    store_t *store = self->store;
+    int rc = 0;
+    if (self->error) {
+        s_set_err (err, "store: write to '%s' failed: %s", store->path, self->error);
+        s_enter_failed (store, "write", self->error);
+        free (self->error);
+        rc = -1;
     }
     else
-#endif
-    rocksdb_write (self->db, sync ? self->wopts_sync : self->wopts_nosync,
-                   wbatch, &rerr);
-    rocksdb_writebatch_destroy (wbatch);
-    if (rerr) {
-        s_set_err (err, "store: write to '%s' failed: %s", self->path, rerr);
-        s_enter_failed (self, "write", rerr);
-        free (rerr);
+    if (store->filter_wanted)
+        s_filter_busy_tenants (store);
+    rocksdb_writebatch_destroy (self->wbatch);
+    free (self);
+    *self_p = NULL;
+    return rc;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Apply the batch atomically across CFs; sticky failed state on write error.
+
+int
+store_write (store_t *self, store_batch_t *batch, bool sync, char **err)
+{
+    store_commit_t *commit = store_commit_new (self, batch, sync, err);
+    if (!commit)
         return -1;
-    }
-    if (self->filter_wanted)
-        s_filter_busy_tenants (self);
-    return 0;
+    store_commit_apply (commit);
+    return store_commit_finish (&commit, err);
 }
 
 

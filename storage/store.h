@@ -127,6 +127,25 @@ int
     store_write (store_t *self, store_batch_t *batch, bool sync, char **err);
 
 //  --------------------------------------------------------------------------
+//  store_write in three steps, so the write can run in another thread while
+//  the caller goes on: store_commit_new prepares it in the store's thread
+//  (NULL and *err as store_write: the store has failed, or a tenant has no
+//  CF; the batch may be cleared once it returns); store_commit_apply writes
+//  it, in any one thread at a time, touching nothing of the store but
+//  RocksDB; store_commit_finish, back in the store's thread, returns what
+//  store_write would (0, or -1 and *err, the store then failed for good)
+//  and destroys the commit. Reads from other threads see the batch only
+//  once it is written (and synced, with sync).
+typedef struct _store_commit_t store_commit_t;
+
+store_commit_t *
+    store_commit_new (store_t *self, store_batch_t *batch, bool sync, char **err);
+void
+    store_commit_apply (store_commit_t *self);
+int
+    store_commit_finish (store_commit_t **self_p, char **err);
+
+//  --------------------------------------------------------------------------
 //  True once a write failed; the state is cleared only by reopening.
 bool
     store_failed (store_t *self);

@@ -19,6 +19,7 @@
 #include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -1305,6 +1306,70 @@ test_memtable_filter_for_busy_tenants (void **state)
     store_destroy (&store);
 }
 
+static void *
+s_apply_thread (void *commit)
+{
+    store_commit_apply ((store_commit_t *) commit);
+    return NULL;
+}
+
+//  A commit prepared here, written by another thread while this one reads
+//  and stages the next batch, finished here; a failed one fails the store
+static void
+test_commit_in_another_thread (void **state)
+{
+    fixture_t *fixture = *state;
+    store_t *store = s_open (fixture->path);
+    s_ensure (store, 1);
+    s_put (store, 1, "old", "o", true);
+    store_batch_t *batch = store_batch_new ();
+    store_batch_put (batch, 1, "new", 3, "n", 1);
+    store_commit_t *commit = store_commit_new (store, batch, true, NULL);
+    assert_non_null (commit);
+    store_batch_clear (batch);                  //  the commit holds its own copy
+    store_batch_put (batch, 1, "next", 4, "x", 1);
+    pthread_t thread;
+    assert_int_equal (pthread_create (&thread, NULL, s_apply_thread, commit), 0);
+    s_expect (store, 1, "old", "o");            //  reads go on meanwhile
+    s_ensure (store, 2);                        //  so do new tenants
+    assert_int_equal (pthread_join (thread, NULL), 0);
+    assert_int_equal (store_commit_finish (&commit, NULL), 0);
+    assert_null (commit);
+    s_expect (store, 1, "new", "n");
+    s_expect (store, 1, "next", NULL);
+    assert_int_equal (store_write (store, batch, true, NULL), 0);
+    s_expect (store, 1, "next", "x");
+
+    //  A caller error is found while preparing, and fails nothing
+    store_batch_clear (batch);
+    store_batch_put (batch, 9, "k", 1, "v", 1);
+    char *err = NULL;
+    assert_null (store_commit_new (store, batch, true, &err));
+    assert_non_null (strstr (err, "no column family"));
+    free (err);
+    assert_false (store_failed (store));
+#ifdef CHORUS_TESTING
+    //  A failed write is reported when finished, and fails the store
+    store_batch_clear (batch);
+    store_batch_put (batch, 1, "lost", 4, "v", 1);
+    store_test_fail_next_write (store);
+    commit = store_commit_new (store, batch, true, NULL);
+    assert_non_null (commit);
+    assert_int_equal (pthread_create (&thread, NULL, s_apply_thread, commit), 0);
+    assert_int_equal (pthread_join (thread, NULL), 0);
+    assert_false (store_failed (store));        //  not until it is finished
+    err = NULL;
+    assert_int_equal (store_commit_finish (&commit, &err), -1);
+    assert_non_null (strstr (err, "simulated"));
+    free (err);
+    assert_true (store_failed (store));
+    assert_null (store_commit_new (store, batch, true, NULL));
+    s_expect (store, 1, "lost", NULL);
+#endif
+    store_batch_destroy (&batch);
+    store_destroy (&store);
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -1325,6 +1390,7 @@ main (int argc, char *argv [])
         cmocka_unit_test_setup_teardown (test_iter_empty, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_many_tenants, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_failed_state_hook, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_commit_in_another_thread, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_failed_state_real_io, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_wal_torn_tail, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_wal_mid_corruption, s_setup, s_teardown),
