@@ -265,9 +265,15 @@ proto_map_get (const msgpack_object *map, const char *key)
 {
     if (!map || map->type != MSGPACK_OBJECT_MAP)
         return NULL;
-    for (uint32_t i = 0; i < map->via.map.size; i++)
-        if (proto_obj_streq (&map->via.map.ptr [i].key, key))
+    size_t len = strlen (key);
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object *candidate = &map->via.map.ptr [i].key;
+        //  Keys are short and mostly differ in length or first byte
+        if (candidate->type == MSGPACK_OBJECT_STR && candidate->via.str.size == len
+        &&  (len == 0 || (candidate->via.str.ptr [0] == key [0]
+                      &&  memcmp (candidate->via.str.ptr, key, len) == 0)))
             return &map->via.map.ptr [i].val;
+    }
     return NULL;
 }
 

@@ -5,6 +5,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 #include "chorus/proto.h"
@@ -85,6 +87,53 @@ test_utf8 (void **state)
     assert_int_equal (proto_utf8_chars ("é€𝄞a", strlen ("é€𝄞a")), 4);
     //  a string with bad UTF-8 makes the request invalid
     assert_int_equal (s_validate ("\x81\xa1" "a\xa2\xff\xfe", 6), -1);
+    //  a bad byte anywhere in a long ASCII run (the 8-byte fast path)
+    char text [41];
+    for (size_t at = 0; at < 40; at++) {
+        memset (text, 'a', 40);
+        text [at] = (char) 0xff;
+        assert_false (proto_utf8_valid (text, 40));
+        text [at] = 'a';
+        assert_true (proto_utf8_valid (text, 40));
+    }
+    //  a character split by the end of the input, after a word of ASCII
+    assert_false (proto_utf8_valid ("aaaaaaaa\xe2\x82", 10));
+}
+
+//  Code points of valid UTF-8, one byte at a time
+static size_t
+s_chars_bytewise (const uint8_t *text, size_t size)
+{
+    size_t chars = 0;
+    for (size_t i = 0; i < size; i++)
+        chars += (text [i] & 0xC0) != 0x80;
+    return chars;
+}
+
+static void
+test_utf8_chars_by_words (void **state)
+{
+    (void) state;
+    //  Strings of 1-4 byte characters at every length and alignment
+    const char *pieces [] = { "a", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9d\x84\x9e" };
+    srand (7);
+    for (int round = 0; round < 2000; round++) {
+        uint8_t text [200];
+        size_t size = 0;
+        size_t want = (size_t) rand () % 60;
+        while (size + 4 < sizeof (text) && want--) {
+            const char *piece = pieces [rand () % 4];
+            memcpy (text + size, piece, strlen (piece));
+            size += strlen (piece);
+        }
+        size_t skip = (size_t) rand () % 3;
+        skip = skip < size? skip: 0;
+        //  skipping into a character leaves continuation bytes at the start
+        assert_int_equal (proto_utf8_chars (text + skip, size - skip),
+                          s_chars_bytewise (text + skip, size - skip));
+        if (skip == 0)
+            assert_true (proto_utf8_valid (text, size));
+    }
 }
 
 static void
@@ -266,6 +315,7 @@ main (void)
         cmocka_unit_test (test_refuses_what_is_not_a_bounded_map),
         cmocka_unit_test (test_depth_and_node_limits),
         cmocka_unit_test (test_utf8),
+        cmocka_unit_test (test_utf8_chars_by_words),
         cmocka_unit_test (test_writer_round_trip),
         cmocka_unit_test (test_writer_bin_reserve),
         cmocka_unit_test (test_writer_matches_msgpack_c),
