@@ -129,7 +129,7 @@ s_self_new (zsock_t *pipe, const stage_config_t *config)
     if (!self->inbox || !self->broker)
         self->failed = true;
     else
-        zstr_send (self->broker, STAGE_RESYNC);   //  after a restart we know no session
+        stage_send (self->broker, (stage_frame_t []) { stage_frame_str (STAGE_RESYNC) }, 1);   //  after a restart we know no session
     return self;
 }
 
@@ -217,17 +217,17 @@ s_seat_add (self_t *self, session_t *session)
 
 //  The sessions table key of a route: its bytes as hex (caller frees)
 static char *
-s_route_key (zmq_msg_t *route)
+s_route_key (const stage_frame_t *route)
 {
-    char *key = (char *) malloc (2 * zmq_msg_size (route) + 1);
+    char *key = (char *) malloc (2 * route->size + 1);
     assert (key);
-    stage_hex (zmq_msg_data (route), zmq_msg_size (route), key);
+    stage_hex (route->data, route->size, key);
     return key;
 }
 
 //  Forgets a session (nothing if it is not known)
 static void
-s_session_down (self_t *self, zmq_msg_t *route)
+s_session_down (self_t *self, const stage_frame_t *route)
 {
     char *key = s_route_key (route);
     session_t *session = (session_t *) zhashx_lookup (self->sessions, key);
@@ -244,11 +244,11 @@ s_session_down (self_t *self, zmq_msg_t *route)
 //  Records a session as online for (tn, uid); an UP for a known route
 //  replaces it
 static void
-s_session_up (self_t *self, zmq_msg_t *route, zmq_msg_t *who)
+s_session_up (self_t *self, const stage_frame_t *route, const stage_frame_t *who)
 {
-    size_t size = zmq_msg_size (route);
-    byte *data = (byte *) zmq_msg_data (route);
-    proto_msg_t *msg = proto_msg_decode (zmq_msg_data (who), zmq_msg_size (who), NULL);
+    size_t size = route->size;
+    byte *data = (byte *) route->data;
+    proto_msg_t *msg = proto_msg_decode (who->data, who->size, NULL);
     uint64_t tenant = 0, user = 0;
     if (!msg || size < 9 || (size_t) data [0] + 9 != size
     ||  !proto_msg_u64 (msg, "tn", &tenant) || !proto_msg_u64 (msg, "uid", &user)) {
@@ -297,7 +297,7 @@ s_seat_deliver (self_t *self, seat_t *seat, bool notify)
 
 //  Sends one delivery per peer gathered for an event
 static void
-s_deliveries_send (self_t *self, zmq_msg_t *event)
+s_deliveries_send (self_t *self, const stage_frame_t *event)
 {
     for (size_t i = 0; i < self->touched_size; i++) {
         peer_t *peer = self->touched [i];
@@ -306,7 +306,7 @@ s_deliveries_send (self_t *self, zmq_msg_t *event)
         stage_frame_t delivery [] = {
             stage_frame_str (STAGE_DELIVERY),
             stage_frame_mem (zframe_data (peer->identity), zframe_size (peer->identity)),
-            stage_frame_msg (event),
+            *event,
             stage_frame_writer (peer->sids), stage_frame_writer (peer->notify)
         };
         if (stage_send (self->broker, delivery, 5))
@@ -366,7 +366,7 @@ s_recips_get (proto_msg_t *meta, const uint8_t **records, size_t *size)
 
 //  Delivers one event to every online session of its recipients
 static void
-s_handle_event (self_t *self, zmq_msg_t *meta_frame, zmq_msg_t *event)
+s_handle_event (self_t *self, const stage_frame_t *meta_frame, const stage_frame_t *event)
 {
     //  From persistence or membership: validated only when it came over tcp
     proto_msg_t *meta = stage_decode (self->endpoint, &proto_stage_limits, meta_frame, NULL);
@@ -399,8 +399,8 @@ s_handle_inbox (self_t *self)
     stage_msg_t msg;
     if (stage_msg_recv (&msg, self->inbox))
         return false;
-    zmq_msg_t *first = stage_msg_frame (&msg, 1);
-    zmq_msg_t *second = stage_msg_frame (&msg, 2);
+    const stage_frame_t *first = stage_msg_frame (&msg, 1);
+    const stage_frame_t *second = stage_msg_frame (&msg, 2);
     if (stage_msg_is (&msg, 0, STAGE_EVENT) && first && second)
         s_handle_event (self, first, second);
     else

@@ -271,7 +271,7 @@ s_rate_take (self_t *self, const char *key)
 }
 
 static void
-s_reply_pong (self_t *self, zmq_msg_t *route, uint64_t rid, bool authed)
+s_reply_pong (self_t *self, const stage_frame_t *route, uint64_t rid, bool authed)
 {
     proto_writer_reset (self->writer);
     proto_writer_map_begin (self->writer);
@@ -286,7 +286,7 @@ s_reply_pong (self_t *self, zmq_msg_t *route, uint64_t rid, bool authed)
 
 //  Tells the broker to forget the session, with no reply to the peer
 static void
-s_reply_bye (self_t *self, zmq_msg_t *route)
+s_reply_bye (self_t *self, const stage_frame_t *route)
 {
     proto_writer_t *ctl = proto_writer_new ();
     proto_writer_map_begin (ctl);
@@ -297,7 +297,7 @@ s_reply_bye (self_t *self, zmq_msg_t *route)
 }
 
 static void
-s_reply_rate_limited (self_t *self, zmq_msg_t *route, uint64_t rid, uint64_t wait_ms)
+s_reply_rate_limited (self_t *self, const stage_frame_t *route, uint64_t rid, uint64_t wait_ms)
 {
     proto_write_error (self->writer, rid, PROTO_ERR_RATE_LIMITED, NULL, wait_ms);
     stage_send_reply (self->broker, route, self->writer, NULL);
@@ -306,7 +306,7 @@ s_reply_rate_limited (self_t *self, zmq_msg_t *route, uint64_t rid, uint64_t wai
 //  The rate limit key of a session: "u/<tenant><user>" (16 bytes as hex)
 //  for a user, else "r/<route as hex>"
 static void
-s_rate_key (zmq_msg_t *route, uint64_t tenant, uint64_t user, char *key, size_t key_size)
+s_rate_key (const stage_frame_t *route, uint64_t tenant, uint64_t user, char *key, size_t key_size)
 {
     if (user) {
         uint8_t ids [16];
@@ -318,17 +318,17 @@ s_rate_key (zmq_msg_t *route, uint64_t tenant, uint64_t user, char *key, size_t 
         stage_hex (ids, sizeof (ids), key + 2);
     }
     else {
-        size_t size = zmq_msg_size (route);
+        size_t size = route->size;
         if (size > (key_size - 3) / 2)
             size = (key_size - 3) / 2;
         memcpy (key, "r/", 2);
-        stage_hex (zmq_msg_data (route), size, key + 2);
+        stage_hex (route->data, size, key + 2);
     }
 }
 
 //  Handles one request [route][ctx][req]
 static void
-s_handle_request (self_t *self, zmq_msg_t *route, zmq_msg_t *ctx_frame, zmq_msg_t *req)
+s_handle_request (self_t *self, const stage_frame_t *route, const stage_frame_t *ctx_frame, const stage_frame_t *req)
 {
     const char *why = NULL;
     //  The ctx is the broker's: validated only when it came over tcp
@@ -345,7 +345,7 @@ s_handle_request (self_t *self, zmq_msg_t *route, zmq_msg_t *ctx_frame, zmq_msg_
     proto_msg_bool (ctx, "adm", &admin);
     proto_msg_destroy (&ctx);
 
-    proto_msg_t *request = proto_msg_decode (zmq_msg_data (req), zmq_msg_size (req), &why);
+    proto_msg_t *request = proto_msg_decode (req->data, req->size, &why);
     if (!request) {
         bool utf8 = why && strstr (why, "UTF-8");
         stage_send_error (self->broker, route, 0,

@@ -169,8 +169,8 @@ s_dispatch (mb_server_t *server, mb_request_t *request)
 
 //  Decodes [route][ctx][req] and handles it
 static void
-s_handle_request (mb_server_t *server, zmq_msg_t *route, zmq_msg_t *ctx_frame,
-                  zmq_msg_t *req_frame)
+s_handle_request (mb_server_t *server, const stage_frame_t *route, const stage_frame_t *ctx_frame,
+                  const stage_frame_t *req_frame)
 {
     mb_request_t request = { .route = route, .req_frame = req_frame, .op = "" };
     const char *why = NULL;

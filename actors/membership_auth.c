@@ -239,8 +239,8 @@ void
 mb_auth_login_finish (mb_server_t *server, mb_login_t *login)
 {
     mb_request_t request = { .route = &login->route, .req_frame = &login->req_frame, .op = "login" };
-    request.req = proto_msg_decode (zmq_msg_data (&login->req_frame),
-                                    zmq_msg_size (&login->req_frame), NULL);
+    request.req = proto_msg_decode (login->req_frame.data,
+                                    login->req_frame.size, NULL);
     if (request.req)
         proto_msg_u64 (request.req, "rid", &request.rid);
     request.now = stage_now_ms ();

@@ -28,8 +28,7 @@ void
 mb_login_destroy (mb_login_t **self_p)
 {
     if (self_p && *self_p) {
-        zmq_msg_close (&(*self_p)->route);
-        zmq_msg_close (&(*self_p)->req_frame);
+        free ((*self_p)->bytes);
         free (*self_p);
         *self_p = NULL;
     }
@@ -135,7 +134,8 @@ mb_hasher_destroy (mb_hasher_t **self_p)
 //  Queue a check; -1 if the queue is full
 
 int
-mb_hasher_submit (mb_hasher_t *self, zmq_msg_t *route, zmq_msg_t *req_frame,
+mb_hasher_submit (mb_hasher_t *self, const stage_frame_t *route,
+                  const stage_frame_t *req_frame,
                   uint64_t tenant, uint64_t user, const char *hash,
                   const char *password, size_t password_len)
 {
@@ -143,10 +143,12 @@ mb_hasher_submit (mb_hasher_t *self, zmq_msg_t *route, zmq_msg_t *req_frame,
         return -1;
     job_t *job = (job_t *) zmalloc (sizeof (job_t));
     job->login = (mb_login_t *) zmalloc (sizeof (mb_login_t));
-    zmq_msg_init (&job->login->route);
-    zmq_msg_copy (&job->login->route, route);
-    zmq_msg_init (&job->login->req_frame);
-    zmq_msg_copy (&job->login->req_frame, req_frame);
+    //  The frames are the sender's until its message closes: keep copies
+    job->login->bytes = (uint8_t *) malloc (route->size + req_frame->size + 1);
+    memcpy (job->login->bytes, route->data, route->size);
+    memcpy (job->login->bytes + route->size, req_frame->data, req_frame->size);
+    job->login->route = (stage_frame_t) { job->login->bytes, route->size };
+    job->login->req_frame = (stage_frame_t) { job->login->bytes + route->size, req_frame->size };
     job->login->tenant = tenant;
     job->login->user = user;
     job->hash = strdup (hash);

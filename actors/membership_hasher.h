@@ -12,6 +12,7 @@
 #define CHORUS_MEMBERSHIP_HASHER_H_INCLUDED
 
 #include <czmq.h>
+#include "stage_msg.h"
 
 #define MB_HASHER_WORKERS    2      //  checks running at once (one per core here)
 #define MB_HASHER_QUEUE_MAX  32     //  checks waiting, at most
@@ -20,8 +21,9 @@ typedef struct _mb_hasher_t mb_hasher_t;
 
 //  A login waiting for its check
 typedef struct {
-    zmq_msg_t route;                //  session to answer
-    zmq_msg_t req_frame;            //  the login request
+    stage_frame_t route;            //  session to answer
+    stage_frame_t req_frame;        //  the login request
+    uint8_t *bytes;                 //  owns the bytes of both
     uint64_t tenant;                //  tenant id
     uint64_t user;                  //  user id, 0 if the handle is unknown
     bool match;                     //  the verdict, once checked
@@ -36,7 +38,8 @@ void
 //  Queue a check of password against hash (an argon2id string). The route
 //  and request frames are copied. Returns 0, or -1 if the queue is full.
 int
-    mb_hasher_submit (mb_hasher_t *self, zmq_msg_t *route, zmq_msg_t *req_frame,
+    mb_hasher_submit (mb_hasher_t *self, const stage_frame_t *route,
+                      const stage_frame_t *req_frame,
                       uint64_t tenant, uint64_t user, const char *hash,
                       const char *password, size_t password_len);
 //  Add the workers' sockets to a poller

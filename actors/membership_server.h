@@ -40,8 +40,8 @@ typedef struct {
 
 //  The request being handled
 typedef struct {
-    zmq_msg_t *route;                   //  session to answer
-    zmq_msg_t *req_frame;               //  the client's request bytes
+    const stage_frame_t *route;                   //  session to answer
+    const stage_frame_t *req_frame;               //  the client's request bytes
     proto_msg_t *req;                   //  the client's request, decoded
     const char *op;                     //  its op (points into req)
     size_t op_len;                      //  length of op

@@ -42,21 +42,19 @@ s_pending_destroy (void **item)
 {
     pending_t *pending = (pending_t *) *item;
     if (pending) {
-        zmq_msg_close (&pending->route);
-        zmq_msg_close (&pending->reply);
-        zmq_msg_close (&pending->meta);
-        zmq_msg_close (&pending->event);
         free (pending);
         *item = NULL;
     }
 }
 
-//  Initializes frame with a copy of the bytes in writer
+//  Copies frame's bytes to *cursor and points frame at the copy
 static void
-s_frame_init (zmq_msg_t *frame, proto_writer_t *writer)
+s_frame_keep (stage_frame_t *frame, uint8_t **cursor)
 {
-    zmq_msg_init_size (frame, proto_writer_size (writer));
-    memcpy (zmq_msg_data (frame), proto_writer_data (writer), proto_writer_size (writer));
+    if (frame->size)
+        memcpy (*cursor, frame->data, frame->size);
+    frame->data = *cursor;
+    *cursor += frame->size;
 }
 
 //  --------------------------------------------------------------------------
@@ -398,20 +396,23 @@ pst_reply_error (self_t *self, request_t *request, proto_error_t code, const cha
 void
 pst_pending_add (self_t *self, request_t *request, bool with_event)
 {
-    pending_t *pending = (pending_t *) zmalloc (sizeof (pending_t));
-    zmq_msg_init (&pending->route);
-    zmq_msg_copy (&pending->route, request->route);
-    s_frame_init (&pending->reply, self->writer);
-    pending->with_event = with_event;
-    pending->rid = request->rid;
-    if (with_event) {
-        s_frame_init (&pending->meta, self->meta);
-        s_frame_init (&pending->event, self->event);
-    }
-    else {
-        zmq_msg_init (&pending->meta);
-        zmq_msg_init (&pending->event);
-    }
+    //  One allocation holds the pending record and its frames
+    stage_frame_t route = *request->route;
+    stage_frame_t reply = stage_frame_writer (self->writer);
+    stage_frame_t meta = with_event? stage_frame_writer (self->meta): stage_frame_mem ("", 0);
+    stage_frame_t event = with_event? stage_frame_writer (self->event): stage_frame_mem ("", 0);
+    pending_t *pending = (pending_t *) malloc (sizeof (pending_t) + route.size + reply.size
+                                               + meta.size + event.size);
+    assert (pending);
+    uint8_t *cursor = pending->bytes;
+    s_frame_keep (&route, &cursor);
+    s_frame_keep (&reply, &cursor);
+    s_frame_keep (&meta, &cursor);
+    s_frame_keep (&event, &cursor);
+    *pending = (pending_t) {
+        .route = route, .reply = reply, .meta = meta, .event = event,
+        .with_event = with_event, .rid = request->rid
+    };
     zlistx_add_end (self->now->pending, pending);
 }
 
@@ -433,18 +434,14 @@ static void
 s_pending_send (self_t *self, pending_t *pending)
 {
     stage_frame_t ack [] = {
-        stage_frame_str (STAGE_REPLY), stage_frame_msg (&pending->route),
-        stage_frame_msg (&pending->reply), stage_frame_mem ("", 0)
+        stage_frame_str (STAGE_REPLY), pending->route, pending->reply, stage_frame_mem ("", 0)
     };
     if (stage_send (self->broker, ack, 4))
         s_dropped (self, "ack");
     pending->acked = true;
     if (!pending->with_event)
         return;
-    stage_frame_t event [] = {
-        stage_frame_str (STAGE_EVENT), stage_frame_msg (&pending->meta),
-        stage_frame_msg (&pending->event)
-    };
+    stage_frame_t event [] = { stage_frame_str (STAGE_EVENT), pending->meta, pending->event };
     if (stage_send (self->fanout, event, 3))
         s_dropped (self, "event");
 }
@@ -964,8 +961,8 @@ s_handle_message (self_t *self, stage_msg_t *msg)
     request_t request;
     memset (&request, 0, sizeof (request));
     request.route = stage_msg_frame (msg, 0);
-    zmq_msg_t *ctx = stage_msg_frame (msg, 1);
-    zmq_msg_t *req = stage_msg_frame (msg, 2);
+    const stage_frame_t *ctx = stage_msg_frame (msg, 1);
+    const stage_frame_t *req = stage_msg_frame (msg, 2);
     if (request.route && ctx && req) {
         const char *inbox = self->config->persistence_endpoint;
         request.ctx = stage_decode (inbox, &proto_stage_limits, ctx, NULL);

@@ -18,14 +18,15 @@
 
 //  Work to finish once the batch is durable
 typedef struct {
-    zmq_msg_t route;            //  who to answer
-    zmq_msg_t reply;            //  reply bytes
-    zmq_msg_t meta;             //  event meta for fan-out (if with_event)
-    zmq_msg_t event;            //  event bytes (if with_event)
+    stage_frame_t route;        //  who to answer
+    stage_frame_t reply;        //  reply bytes
+    stage_frame_t meta;         //  event meta for fan-out (if with_event)
+    stage_frame_t event;        //  event bytes (if with_event)
     bool with_event;            //  an event goes to fan-out after the ack
     bool acked;                 //  the ack went out (before the write only
                                 //  in the early-ack control build)
     uint64_t rid;               //  request id, for a failure reply
+    uint8_t bytes [];           //  the frames' bytes, one after another
 } pending_t;
 
 //  A cached counter and the value to restore if the batch fails
@@ -98,7 +99,7 @@ typedef struct {
 
 //  Context of one request as membership stamped it
 typedef struct {
-    zmq_msg_t *route;           //  session to answer
+    const stage_frame_t *route; //  session to answer
     proto_msg_t *ctx;           //  stage context
     proto_msg_t *req;           //  the client's request
     uint64_t rid;               //  request id

@@ -6,6 +6,7 @@
 #include <sys/time.h>
 #include "stage.h"
 #include "security.h"
+#include "stage_packet.h"
 
 #define STAGE_HWM 100000
 
@@ -13,11 +14,11 @@
 //  Decode a frame that reached the inbox at endpoint (see stage.h)
 
 proto_msg_t *
-stage_decode (const char *endpoint, const proto_limits_t *limits, zmq_msg_t *frame,
-              const char **why)
+stage_decode (const char *endpoint, const proto_limits_t *limits,
+              const stage_frame_t *frame, const char **why)
 {
-    const void *data = zmq_msg_data (frame);
-    size_t size = zmq_msg_size (frame);
+    const void *data = frame->data;
+    size_t size = frame->size;
     if (strncmp (endpoint, "inproc://", 9) == 0)
         return proto_msg_decode_trusted (data, size, why);
     return limits == &proto_client_limits
@@ -74,31 +75,37 @@ stage_outbox_new (const stage_config_t *config, const char *endpoint, bool immed
     return outbox;
 }
 
-//  Sends one frame; 0 or -1
-static int
-s_frame_send (void *handle, const stage_frame_t *frame, int flags)
-{
-    if (!frame->msg)
-        return zmq_send (handle, frame->data, frame->size, flags) < 0? -1: 0;
-    zmq_msg_t copy;
-    zmq_msg_init (&copy);
-    zmq_msg_copy (&copy, frame->msg);
-    if (zmq_msg_send (&copy, handle, flags) >= 0)
-        return 0;
-    zmq_msg_close (&copy);
-    return -1;
-}
-
 //  --------------------------------------------------------------------------
-//  Send frames as one message without blocking
+//  Send frames to a stage's inbox as one packet without blocking
 
 int
 stage_send (zsock_t *sock, const stage_frame_t *frames, size_t count)
 {
+    size_t size = stage_packet_size (frames, count);
+    if (size == 0) {
+        errno = EMSGSIZE;
+        return -1;
+    }
+    zmq_msg_t packet;
+    if (zmq_msg_init_size (&packet, size))
+        return -1;
+    stage_packet_write ((uint8_t *) zmq_msg_data (&packet), frames, count);
+    if (zmq_msg_send (&packet, zsock_resolve (sock), ZMQ_DONTWAIT) >= 0)
+        return 0;
+    zmq_msg_close (&packet);
+    return -1;
+}
+
+//  --------------------------------------------------------------------------
+//  Send frames as one multipart message without blocking
+
+int
+stage_send_parts (zsock_t *sock, const stage_frame_t *frames, size_t count)
+{
     assert (count > 0);
     void *handle = zsock_resolve (sock);
     int more = count > 1? ZMQ_SNDMORE: 0;
-    if (s_frame_send (handle, &frames [0], ZMQ_DONTWAIT | more))
+    if (zmq_send (handle, frames [0].data, frames [0].size, ZMQ_DONTWAIT | more) < 0)
         return -1;
     //  Once the first frame is taken, a later one fails only if the peer
     //  went away meanwhile; libzmq then drops the message, and is still
@@ -106,7 +113,8 @@ stage_send (zsock_t *sock, const stage_frame_t *frames, size_t count)
     int rc = 0;
     for (size_t i = 1; i < count; i++) {
         more = i + 1 < count? ZMQ_SNDMORE: 0;
-        rc |= s_frame_send (handle, &frames [i], ZMQ_DONTWAIT | more);
+        if (zmq_send (handle, frames [i].data, frames [i].size, ZMQ_DONTWAIT | more) < 0)
+            rc = -1;
     }
     return rc;
 }
@@ -115,11 +123,11 @@ stage_send (zsock_t *sock, const stage_frame_t *frames, size_t count)
 //  Send a reply to the broker
 
 int
-stage_send_reply (zsock_t *broker, zmq_msg_t *route, proto_writer_t *reply,
+stage_send_reply (zsock_t *broker, const stage_frame_t *route, proto_writer_t *reply,
                   proto_writer_t *ctl)
 {
     stage_frame_t frames [] = {
-        stage_frame_str (STAGE_REPLY), stage_frame_msg (route),
+        stage_frame_str (STAGE_REPLY), *route,
         stage_frame_writer (reply), stage_frame_writer (ctl)
     };
     return stage_send (broker, frames, 4);
@@ -129,7 +137,7 @@ stage_send_reply (zsock_t *broker, zmq_msg_t *route, proto_writer_t *reply,
 //  Send an error reply for request rid
 
 int
-stage_send_error (zsock_t *broker, zmq_msg_t *route, uint64_t rid,
+stage_send_error (zsock_t *broker, const stage_frame_t *route, uint64_t rid,
                   proto_error_t code, const char *message)
 {
     proto_writer_t *writer = proto_writer_new ();
@@ -143,11 +151,10 @@ stage_send_error (zsock_t *broker, zmq_msg_t *route, uint64_t rid,
 //  Pass a request on to the next stage
 
 int
-stage_forward (zsock_t *next, zmq_msg_t *route, proto_writer_t *ctx, zmq_msg_t *req)
+stage_forward (zsock_t *next, const stage_frame_t *route, proto_writer_t *ctx,
+               const stage_frame_t *req)
 {
-    stage_frame_t frames [] = {
-        stage_frame_msg (route), stage_frame_writer (ctx), stage_frame_msg (req)
-    };
+    stage_frame_t frames [] = { *route, stage_frame_writer (ctx), *req };
     return stage_send (next, frames, 3);
 }
 
@@ -155,11 +162,10 @@ stage_forward (zsock_t *next, zmq_msg_t *route, proto_writer_t *ctx, zmq_msg_t *
 //  Pass a request on unchanged
 
 int
-stage_pass (zsock_t *next, zmq_msg_t *route, zmq_msg_t *ctx, zmq_msg_t *req)
+stage_pass (zsock_t *next, const stage_frame_t *route, const stage_frame_t *ctx,
+            const stage_frame_t *req)
 {
-    stage_frame_t frames [] = {
-        stage_frame_msg (route), stage_frame_msg (ctx), stage_frame_msg (req)
-    };
+    stage_frame_t frames [] = { *route, *ctx, *req };
     return stage_send (next, frames, 3);
 }
 

@@ -90,20 +90,11 @@ zsock_t *
 zsock_t *
     stage_outbox_new (const stage_config_t *config, const char *endpoint, bool immediate);
 
-//  One frame of a message to send: bytes, which the send copies, or a
-//  frame of a received message, sent as a zmq_msg_copy (which shares the
-//  bytes instead of copying them)
-typedef struct {
-    const void *data;               //  bytes, when msg is NULL
-    size_t size;                    //  their size
-    zmq_msg_t *msg;                 //  a frame, or NULL
-} stage_frame_t;
-
 //  Bytes, which the send copies
 static inline stage_frame_t
 stage_frame_mem (const void *data, size_t size)
 {
-    return (stage_frame_t) { data, size, NULL };
+    return (stage_frame_t) { data, size };
 }
 
 //  The bytes of a string, without its terminating NUL
@@ -111,13 +102,6 @@ static inline stage_frame_t
 stage_frame_str (const char *string)
 {
     return stage_frame_mem (string, strlen (string));
-}
-
-//  A received frame, sent as a copy that shares its bytes
-static inline stage_frame_t
-stage_frame_msg (zmq_msg_t *msg)
-{
-    return (stage_frame_t) { NULL, 0, msg };
 }
 
 //  The bytes in writer, or an empty frame if writer is NULL
@@ -128,27 +112,33 @@ stage_frame_writer (proto_writer_t *writer)
                  : stage_frame_mem ("", 0);
 }
 
-//  Send count frames as one message without blocking. 0, or -1 if the
-//  socket cannot take it now (a full queue or no peer: errno says which).
+//  Send count frames to a stage's inbox as one message (a packet) without
+//  blocking. 0, or -1 if the socket cannot take it now (a full queue or no
+//  peer: errno says which; EMSGSIZE: too many frames or bytes for a packet).
 int
     stage_send (zsock_t *sock, const stage_frame_t *frames, size_t count);
-
-//  Send a reply to the broker: ["R"][route][reply][ctl or empty]. The route
-//  frame is copied. Returns 0, or -1 if the broker cannot take it now.
+//  Send count frames as one multipart message (the front door, to peers
+//  outside Chorus) without blocking; 0 or -1 as stage_send
 int
-    stage_send_reply (zsock_t *broker, zmq_msg_t *route, proto_writer_t *reply,
+    stage_send_parts (zsock_t *sock, const stage_frame_t *frames, size_t count);
+
+//  Send a reply to the broker: ["R"][route][reply][ctl or empty]. Returns
+//  0, or -1 if the broker cannot take it now.
+int
+    stage_send_reply (zsock_t *broker, const stage_frame_t *route, proto_writer_t *reply,
                       proto_writer_t *ctl);
 //  Send an error reply for request rid
 int
-    stage_send_error (zsock_t *broker, zmq_msg_t *route, uint64_t rid,
+    stage_send_error (zsock_t *broker, const stage_frame_t *route, uint64_t rid,
                       proto_error_t code, const char *message);
-//  Pass a request on: [route][ctx][req]. Frames are copied. 0 or -1.
+//  Pass a request on: [route][ctx][req]. 0 or -1.
 int
-    stage_forward (zsock_t *next, zmq_msg_t *route, proto_writer_t *ctx,
-                   zmq_msg_t *req);
-//  Pass a request on unchanged: [route][ctx][req], all frames copied. 0 or -1.
+    stage_forward (zsock_t *next, const stage_frame_t *route, proto_writer_t *ctx,
+                   const stage_frame_t *req);
+//  Pass a request on unchanged: [route][ctx][req]. 0 or -1.
 int
-    stage_pass (zsock_t *next, zmq_msg_t *route, zmq_msg_t *ctx, zmq_msg_t *req);
+    stage_pass (zsock_t *next, const stage_frame_t *route, const stage_frame_t *ctx,
+                const stage_frame_t *req);
 //  Send an event to fan-out: ["EV"][meta][event]. 0 or -1.
 int
     stage_send_event (zsock_t *fanout, proto_writer_t *meta, proto_writer_t *event);
@@ -171,8 +161,8 @@ bool
 //  they entered (ingest) or built by our writers: no second scan. Any
 //  other inbox validates within limits (client or stage limits).
 proto_msg_t *
-    stage_decode (const char *endpoint, const proto_limits_t *limits, zmq_msg_t *frame,
-                  const char **why);
+    stage_decode (const char *endpoint, const proto_limits_t *limits,
+                  const stage_frame_t *frame, const char **why);
 
 //  Crash testing: with CHORUS_KILL_AT=<point>:<odds> in the environment,
 //  the process kills itself with SIGKILL at that named point with

@@ -1,22 +1,61 @@
 /*  =========================================================================
-    stage_msg - a message from a stage's socket, received into the caller's
-    memory
+    stage_msg - a message from a socket, received into the caller's memory
     =========================================================================
 */
 #include "stage_msg.h"
+#include "stage_packet.h"
 
 //  --------------------------------------------------------------------------
-//  Receive one whole message without blocking
+//  Receive one packet without blocking
 
 int
 stage_msg_recv (stage_msg_t *self, zsock_t *sock)
 {
+    self->size = 0;
+    self->parts_held = 0;
+    self->malformed = false;
+    zmq_msg_t *packet = &self->parts [0];
+    zmq_msg_init (packet);
+    if (zmq_msg_recv (packet, zsock_resolve (sock), ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close (packet);
+        return -1;
+    }
+    self->parts_held = 1;
+    //  A sender of multipart messages is not a stage: drop the rest (which
+    //  arrived with the first frame)
+    bool more = zmq_msg_more (packet);
+    while (more) {
+        self->malformed = true;
+        zmq_msg_t dropped;
+        zmq_msg_init (&dropped);
+        more = zmq_msg_recv (&dropped, zsock_resolve (sock), ZMQ_DONTWAIT) >= 0
+            && zmq_msg_more (&dropped);
+        zmq_msg_close (&dropped);
+    }
+    if (self->malformed
+    ||  !stage_packet_parse ((const uint8_t *) zmq_msg_data (packet), zmq_msg_size (packet),
+                             self->frames, STAGE_MSG_FRAMES, &self->size)) {
+        self->size = 0;
+        self->malformed = true;
+    }
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Receive one multipart message without blocking
+
+int
+stage_msg_recv_parts (stage_msg_t *self, zsock_t *sock)
+{
     void *handle = zsock_resolve (sock);
     self->size = 0;
+    self->parts_held = 0;
+    self->malformed = false;
     bool more = true;
     while (more) {
         zmq_msg_t dropped;
-        zmq_msg_t *frame = self->size < STAGE_MSG_FRAMES? &self->frames [self->size]: &dropped;
+        bool keep = self->size < STAGE_MSG_FRAMES;
+        zmq_msg_t *frame = keep? &self->parts [self->size]: &dropped;
         zmq_msg_init (frame);
         //  Never waits: the rest of a message arrives with its first frame
         if (zmq_msg_recv (frame, handle, ZMQ_DONTWAIT) < 0) {
@@ -25,7 +64,11 @@ stage_msg_recv (stage_msg_t *self, zsock_t *sock)
             return -1;
         }
         more = zmq_msg_more (frame);
-        if (frame == &dropped)
+        if (keep) {
+            self->frames [self->size] = (stage_frame_t) { zmq_msg_data (frame), zmq_msg_size (frame) };
+            self->parts_held++;
+        }
+        else
             zmq_msg_close (frame);
         self->size++;
     }
@@ -44,7 +87,7 @@ stage_msg_size (stage_msg_t *self)
 //  --------------------------------------------------------------------------
 //  Frame index, or NULL
 
-zmq_msg_t *
+const stage_frame_t *
 stage_msg_frame (stage_msg_t *self, size_t index)
 {
     return index < self->size && index < STAGE_MSG_FRAMES? &self->frames [index]: NULL;
@@ -56,9 +99,9 @@ stage_msg_frame (stage_msg_t *self, size_t index)
 bool
 stage_msg_is (stage_msg_t *self, size_t index, const char *string)
 {
-    zmq_msg_t *frame = stage_msg_frame (self, index);
+    const stage_frame_t *frame = stage_msg_frame (self, index);
     size_t len = strlen (string);
-    return frame && zmq_msg_size (frame) == len && memcmp (zmq_msg_data (frame), string, len) == 0;
+    return frame && frame->size == len && memcmp (frame->data, string, len) == 0;
 }
 
 //  --------------------------------------------------------------------------
@@ -67,7 +110,8 @@ stage_msg_is (stage_msg_t *self, size_t index, const char *string)
 void
 stage_msg_close (stage_msg_t *self)
 {
-    for (size_t i = 0; i < self->size && i < STAGE_MSG_FRAMES; i++)
-        zmq_msg_close (&self->frames [i]);
+    for (size_t i = 0; i < self->parts_held; i++)
+        zmq_msg_close (&self->parts [i]);
+    self->parts_held = 0;
     self->size = 0;
 }

@@ -73,26 +73,26 @@ s_session_destroy (void **item)
     }
 }
 
-//  Initializes route with the route frame of identity + sid
-static void
-s_route_init (zmq_msg_t *route, zmq_msg_t *identity, uint64_t sid)
+//  Writes the route of identity + sid into buffer (ROUTE_MAX bytes);
+//  returns it as a frame
+static stage_frame_t
+s_route_init (byte *buffer, const stage_frame_t *identity, uint64_t sid)
 {
-    size_t id_size = zmq_msg_size (identity);
-    zmq_msg_init_size (route, 1 + id_size + 8);
-    byte *data = (byte *) zmq_msg_data (route);
-    data [0] = (byte) id_size;
-    memcpy (data + 1, zmq_msg_data (identity), id_size);
+    size_t id_size = identity->size;
+    buffer [0] = (byte) id_size;
+    memcpy (buffer + 1, identity->data, id_size);
     for (int i = 0; i < 8; i++)
-        data [1 + id_size + i] = (byte) (sid >> (56 - 8 * i));
+        buffer [1 + id_size + i] = (byte) (sid >> (56 - 8 * i));
+    return stage_frame_mem (buffer, 1 + id_size + 8);
 }
 
 //  Splits a route frame: returns its identity bytes (in the frame) and
 //  their size, and the sid; NULL if it is not a route
 static const byte *
-s_route_parse (zmq_msg_t *route, size_t *id_size, uint64_t *sid)
+s_route_parse (const stage_frame_t *route, size_t *id_size, uint64_t *sid)
 {
-    size_t size = zmq_msg_size (route);
-    const byte *data = (const byte *) zmq_msg_data (route);
+    size_t size = route->size;
+    const byte *data = (const byte *) route->data;
     if (size < 9 || (size_t) data [0] + 9 != size)
         return NULL;
     *id_size = data [0];
@@ -141,7 +141,7 @@ s_self_new (zsock_t *pipe, const stage_config_t *config)
     }
     self->poller = zpoller_new (pipe, self->front, self->inbox, NULL);
     //  A fan-out that knew an earlier broker's sessions must forget them
-    zstr_send (self->fanout, STAGE_RESET);
+    stage_send (self->fanout, (stage_frame_t []) { stage_frame_str (STAGE_RESET) }, 1);
     return self;
 }
 
@@ -262,7 +262,7 @@ s_send_to_peer (self_t *self, const byte *identity, size_t size, stage_frame_t p
                 stage_frame_t sids, stage_frame_t notify)
 {
     stage_frame_t frames [] = { stage_frame_mem (identity, size), payload, sids, notify };
-    if (stage_send (self->front, frames, 4) == 0)
+    if (stage_send_parts (self->front, frames, 4) == 0)
         return;
     bool gone = errno == EHOSTUNREACH;
     self->dropped++;
@@ -277,16 +277,17 @@ s_send_to_peer (self_t *self, const byte *identity, size_t size, stage_frame_t p
 
 //  Answers a request the broker could not pass on
 static void
-s_reply_unavailable (self_t *self, zmq_msg_t *identity, zmq_msg_t *payload, uint64_t sid)
+s_reply_unavailable (self_t *self, const stage_frame_t *identity,
+                     const stage_frame_t *payload, uint64_t sid)
 {
     uint64_t rid = 0;
-    proto_msg_t *request = proto_msg_decode (zmq_msg_data (payload), zmq_msg_size (payload), NULL);
+    proto_msg_t *request = proto_msg_decode (payload->data, payload->size, NULL);
     if (request)
         proto_msg_u64 (request, "rid", &rid);
     proto_msg_destroy (&request);
     proto_write_error (self->writer, rid, PROTO_ERR_STAGE_UNAVAILABLE, NULL, 0);
     s_write_sids (self, sid);
-    s_send_to_peer (self, (const byte *) zmq_msg_data (identity), zmq_msg_size (identity),
+    s_send_to_peer (self, (const byte *) identity->data, identity->size,
                     stage_frame_writer (self->writer), stage_frame_writer (self->sids),
                     stage_frame_mem ("\x90", 1));
 }
@@ -294,14 +295,14 @@ s_reply_unavailable (self_t *self, zmq_msg_t *identity, zmq_msg_t *payload, uint
 //  Reads the optional sid frame of a request, a msgpack unsigned integer;
 //  false if it is not one
 static bool
-s_sid_parse (zmq_msg_t *frame, uint64_t *sid)
+s_sid_parse (const stage_frame_t *frame, uint64_t *sid)
 {
     msgpack_unpacked unpacked;
     msgpack_unpacked_init (&unpacked);
     size_t offset = 0;
-    bool valid = zmq_msg_size (frame) <= 9
-              && msgpack_unpack_next (&unpacked, (const char *) zmq_msg_data (frame),
-                                      zmq_msg_size (frame), &offset) == MSGPACK_UNPACK_SUCCESS
+    bool valid = frame->size <= 9
+              && msgpack_unpack_next (&unpacked, (const char *) frame->data,
+                                      frame->size, &offset) == MSGPACK_UNPACK_SUCCESS
               && unpacked.data.type == MSGPACK_OBJECT_POSITIVE_INTEGER;
     if (valid)
         *sid = unpacked.data.via.u64;
@@ -311,18 +312,18 @@ s_sid_parse (zmq_msg_t *frame, uint64_t *sid)
 
 //  Stamps a request with its session's ctx and passes it to ingest
 static void
-s_request_forward (self_t *self, zmq_msg_t *identity, zmq_msg_t *payload, uint64_t sid)
+s_request_forward (self_t *self, const stage_frame_t *identity, const stage_frame_t *payload,
+                   uint64_t sid)
 {
-    s_peer_touch (self, (const byte *) zmq_msg_data (identity), zmq_msg_size (identity));
-    zmq_msg_t route;
-    s_route_init (&route, identity, sid);
+    s_peer_touch (self, (const byte *) identity->data, identity->size);
+    byte route_bytes [ROUTE_MAX];
+    stage_frame_t route = s_route_init (route_bytes, identity, sid);
     char key [ROUTE_MAX * 2 + 1];
-    stage_hex (zmq_msg_data (&route), zmq_msg_size (&route), key);
+    stage_hex (route.data, route.size, key);
     session_t *session = (session_t *) zhashx_lookup (self->sessions, key);
     s_write_ctx (self, session);
     if (stage_forward (self->ingest, &route, self->writer, payload))
         s_reply_unavailable (self, identity, payload, sid);
-    zmq_msg_close (&route);
 }
 
 //  A request from a peer: [identity][payload][sid?]; false if none waited
@@ -330,12 +331,12 @@ static bool
 s_handle_front (self_t *self)
 {
     stage_msg_t msg;
-    if (stage_msg_recv (&msg, self->front))
+    if (stage_msg_recv_parts (&msg, self->front))
         return false;
     size_t size = stage_msg_size (&msg);
-    zmq_msg_t *identity = stage_msg_frame (&msg, 0);
+    const stage_frame_t *identity = stage_msg_frame (&msg, 0);
     uint64_t sid = 0;
-    bool valid = (size == 2 || size == 3) && zmq_msg_size (identity) <= 255
+    bool valid = (size == 2 || size == 3) && identity->size <= 255
               && (size == 2 || s_sid_parse (stage_msg_frame (&msg, 2), &sid));
     if (valid)
         s_request_forward (self, identity, stage_msg_frame (&msg, 1), sid);
@@ -345,16 +346,16 @@ s_handle_front (self_t *self)
 
 //  Applies a reply's ctl: {set: {tn, uid, adm}} or {drop: true}
 static void
-s_apply_ctl (self_t *self, zmq_msg_t *route, zmq_msg_t *ctl)
+s_apply_ctl (self_t *self, const stage_frame_t *route, const stage_frame_t *ctl)
 {
-    proto_msg_t *msg = proto_msg_decode (zmq_msg_data (ctl), zmq_msg_size (ctl), NULL);
+    proto_msg_t *msg = proto_msg_decode (ctl->data, ctl->size, NULL);
     if (!msg)
         return;
     uint64_t sid;
     size_t id_size;
     const byte *identity = s_route_parse (route, &id_size, &sid);
     char key [ROUTE_MAX * 2 + 1];
-    stage_hex (zmq_msg_data (route), zmq_msg_size (route), key);
+    stage_hex (route->data, route->size, key);
     session_t *session = (session_t *) zhashx_lookup (self->sessions, key);
     const msgpack_object *set = proto_msg_get (msg, "set");
     bool drop = false;
@@ -364,7 +365,7 @@ s_apply_ctl (self_t *self, zmq_msg_t *route, zmq_msg_t *ctl)
     if (set && identity) {
         session = (session_t *) zmalloc (sizeof (session_t));
         strcpy (session->key, key);
-        session->route = zframe_new (zmq_msg_data (route), zmq_msg_size (route));
+        session->route = zframe_new (route->data, route->size);
         session->sid = sid;
         session->peer = s_peer_touch (self, identity, id_size);
         proto_map_u64 (set, "tn", &session->tenant);
@@ -382,7 +383,7 @@ s_apply_ctl (self_t *self, zmq_msg_t *route, zmq_msg_t *ctl)
 static void
 s_replay_sessions (self_t *self)
 {
-    zstr_send (self->fanout, STAGE_RESET);
+    stage_send (self->fanout, (stage_frame_t []) { stage_frame_str (STAGE_RESET) }, 1);
     size_t count = 0;
     for (session_t *session = (session_t *) zhashx_first (self->sessions); session;
          session = (session_t *) zhashx_next (self->sessions))
@@ -397,9 +398,9 @@ s_replay_sessions (self_t *self)
 static void
 s_handle_reply (self_t *self, stage_msg_t *msg)
 {
-    zmq_msg_t *route = stage_msg_frame (msg, 1);
-    zmq_msg_t *reply = stage_msg_frame (msg, 2);
-    zmq_msg_t *ctl = stage_msg_frame (msg, 3);
+    const stage_frame_t *route = stage_msg_frame (msg, 1);
+    const stage_frame_t *reply = stage_msg_frame (msg, 2);
+    const stage_frame_t *ctl = stage_msg_frame (msg, 3);
     uint64_t sid;
     size_t id_size;
     const byte *identity = route? s_route_parse (route, &id_size, &sid): NULL;
@@ -407,11 +408,11 @@ s_handle_reply (self_t *self, stage_msg_t *msg)
         zsys_warning ("broker: malformed reply from a stage");
         return;
     }
-    if (zmq_msg_size (ctl))
+    if (ctl->size)
         s_apply_ctl (self, route, ctl);
-    if (zmq_msg_size (reply)) {
+    if (reply->size) {
         s_write_sids (self, sid);
-        s_send_to_peer (self, identity, id_size, stage_frame_msg (reply),
+        s_send_to_peer (self, identity, id_size, *reply,
                         stage_frame_writer (self->sids), stage_frame_mem ("\x90", 1));
     }
 }
@@ -420,13 +421,13 @@ s_handle_reply (self_t *self, stage_msg_t *msg)
 static void
 s_handle_delivery (self_t *self, stage_msg_t *msg)
 {
-    zmq_msg_t *identity = stage_msg_frame (msg, 1);
-    zmq_msg_t *event = stage_msg_frame (msg, 2);
-    zmq_msg_t *sids = stage_msg_frame (msg, 3);
-    zmq_msg_t *notify = stage_msg_frame (msg, 4);
-    if (identity && event && sids && notify && zmq_msg_size (identity) <= 255)
-        s_send_to_peer (self, (const byte *) zmq_msg_data (identity), zmq_msg_size (identity),
-                        stage_frame_msg (event), stage_frame_msg (sids), stage_frame_msg (notify));
+    const stage_frame_t *identity = stage_msg_frame (msg, 1);
+    const stage_frame_t *event = stage_msg_frame (msg, 2);
+    const stage_frame_t *sids = stage_msg_frame (msg, 3);
+    const stage_frame_t *notify = stage_msg_frame (msg, 4);
+    if (identity && event && sids && notify && identity->size <= 255)
+        s_send_to_peer (self, (const byte *) identity->data, identity->size,
+                        *event, *sids, *notify);
     else
         zsys_warning ("broker: malformed delivery from fan-out");
 }

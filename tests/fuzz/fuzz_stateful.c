@@ -53,6 +53,7 @@
 #include "membership.h"
 #include "persistence.h"
 #include "ingest.h"
+#include "../stage_testing.h"
 
 //  1: the model follows what persistence does when a retry comes after an
 //  edit (it compares the retried body with the edited one and answers
@@ -351,7 +352,7 @@ s_st_push (st_req_t *req)
     zmsg_addmem (zmsg, route, sizeof (route));
     zmsg_addmem (zmsg, proto_writer_data (ctx), proto_writer_size (ctx));
     zmsg_addmem (zmsg, proto_writer_data (req->writer), proto_writer_size (req->writer));
-    ST_CHECK (zmsg_send (&zmsg, s_st->push) == 0, "cannot push into membership");
+    ST_CHECK (stage_testing_send (&zmsg, s_st->push) == 0, "cannot push into membership");
     proto_writer_destroy (&ctx);
     proto_writer_destroy (&req->writer);
     return PROTO_OK;
@@ -380,7 +381,7 @@ s_st_next_reply (void)
 {
     void *which = s_st_wait (s_st->broker_poller, ST_TIMEOUT_MS);
     ST_CHECK (which, "no reply within %d ms: a stage hangs", ST_TIMEOUT_MS);
-    zmsg_t *zmsg = zmsg_recv (s_st->broker);
+    zmsg_t *zmsg = stage_testing_recv (s_st->broker);
     ST_CHECK (zmsg && zmsg_size (zmsg) == 4, "a broker message is not [R][route][reply][ctl]");
     char *kind = zmsg_popstr (zmsg);
     ST_CHECK (kind && streq (kind, STAGE_REPLY), "not a reply: %s", kind? kind: "?");
@@ -474,7 +475,7 @@ s_st_next_event (int timeout, proto_msg_t **meta)
 {
     if (!s_st_wait (s_st->fanout_poller, timeout))
         return NULL;
-    zmsg_t *zmsg = zmsg_recv (s_st->fanout);
+    zmsg_t *zmsg = stage_testing_recv (s_st->fanout);
     ST_CHECK (zmsg && zmsg_size (zmsg) == 3, "a fan-out message is not [EV][meta][event]");
     char *kind = zmsg_popstr (zmsg);
     ST_CHECK (kind && streq (kind, STAGE_EVENT), "not an event");

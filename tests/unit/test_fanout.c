@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "fanout.h"
+#include "../stage_testing.h"
 
 typedef struct {
     char endpoints [2][96];     //  fan-out's inbox, the broker's inbox
@@ -47,9 +48,10 @@ s_setup (void **state)
     world->actor = stage_actor_new (fanout_actor, &world->config);
     assert_non_null (world->actor);
     world->inbox = zsock_new_push (world->endpoints [0]);
-    char *resync = zstr_recv (world->broker);       //  a new fan-out asks for sessions
-    assert_string_equal (resync, STAGE_RESYNC);
-    zstr_free (&resync);
+    zmsg_t *resync = stage_testing_recv (world->broker);   //  a new fan-out asks for sessions
+    assert_non_null (resync);
+    assert_true (zframe_streq (zmsg_first (resync), STAGE_RESYNC));
+    zmsg_destroy (&resync);
     *state = world;
     return 0;
 }
@@ -90,7 +92,7 @@ s_up (world_t *world, const char *identity, uint64_t sid, uint64_t tenant, uint6
     zmsg_addstr (msg, STAGE_UP);
     zmsg_append (msg, &(zframe_t *) { s_route (identity, sid) });
     zmsg_addmem (msg, proto_writer_data (who), proto_writer_size (who));
-    assert_int_equal (zmsg_send (&msg, world->inbox), 0);
+    assert_int_equal (stage_testing_send (&msg, world->inbox), 0);
     proto_writer_destroy (&who);
 }
 
@@ -100,7 +102,7 @@ s_down (world_t *world, const char *identity, uint64_t sid)
     zmsg_t *msg = zmsg_new ();
     zmsg_addstr (msg, STAGE_DOWN);
     zmsg_append (msg, &(zframe_t *) { s_route (identity, sid) });
-    assert_int_equal (zmsg_send (&msg, world->inbox), 0);
+    assert_int_equal (stage_testing_send (&msg, world->inbox), 0);
 }
 
 //  An event of tenant 1 to recips {uid, flags} pairs (count of them), by
@@ -155,7 +157,7 @@ static bool
 s_delivery (world_t *world, delivery_t *delivery)
 {
     memset (delivery, 0, sizeof (*delivery));
-    zmsg_t *msg = zmsg_recv (world->broker);
+    zmsg_t *msg = stage_testing_recv (world->broker);
     if (!msg)
         return false;
     assert_int_equal (zmsg_size (msg), 5);
@@ -183,7 +185,7 @@ static bool
 s_quiet (world_t *world)
 {
     zsock_set_rcvtimeo (world->broker, 200);
-    zmsg_t *msg = zmsg_recv (world->broker);
+    zmsg_t *msg = stage_testing_recv (world->broker);
     zsock_set_rcvtimeo (world->broker, 2000);
     bool quiet = msg == NULL;
     zmsg_destroy (&msg);
@@ -258,7 +260,9 @@ test_fanout_session_changes (void **state)
     s_event (world, "public", 0, recips, 1, STAGE_RECIP_SIZE);
     assert_true (s_quiet (world));
     s_up (world, "edge-b", 5, 1, 10);
-    zstr_send (world->inbox, STAGE_RESET);
+    zmsg_t *reset = zmsg_new ();
+    zmsg_addstr (reset, STAGE_RESET);
+    assert_int_equal (stage_testing_send (&reset, world->inbox), 0);
     s_event (world, "public", 0, recips, 1, STAGE_RECIP_SIZE);
     assert_true (s_quiet (world));
     s_up (world, "edge-b", 5, 1, 10);       //  after a reset, sessions come back

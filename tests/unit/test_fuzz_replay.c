@@ -49,6 +49,10 @@
 #include "../fuzz/fuzz_codec_roundtrip.c"
 #undef LLVMFuzzerTestOneInput
 
+#define LLVMFuzzerTestOneInput fuzz_stage_packet_one
+#include "../fuzz/fuzz_stage_packet.c"
+#undef LLVMFuzzerTestOneInput
+
 #define LLVMFuzzerTestOneInput fuzz_stateful_one
 #define LLVMFuzzerInitialize fuzz_stateful_init
 #include "../fuzz/fuzz_stateful.c"
@@ -74,6 +78,7 @@ static const replay_target_t s_targets [] = {
     { "fuzz_ws_message", "tests/fuzz/fuzz_ws_message.c", fuzz_ws_message_one, NULL, NULL },
     { "fuzz_codec_roundtrip", "tests/fuzz/fuzz_codec_roundtrip.c", fuzz_codec_roundtrip_one,
       NULL, NULL },
+    { "fuzz_stage_packet", "tests/fuzz/fuzz_stage_packet.c", fuzz_stage_packet_one, NULL, NULL },
     { "fuzz_stateful", "tests/fuzz/fuzz_stateful.c", fuzz_stateful_one,
       s_stateful_init, s_stateful_fini },
 };

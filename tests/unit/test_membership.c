@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 #include "membership.h"
+#include "../stage_testing.h"
 
 #define TIMEOUT_MS  5000            //  a hung actor fails the test
 #define ROUTE       "\x01" "A" "\0\0\0\0\0\0\0\x07"
@@ -109,7 +110,7 @@ s_push (session_t *session, proto_writer_t **writer_p)
     zmsg_addmem (msg, ROUTE, ROUTE_SIZE);
     zmsg_addmem (msg, proto_writer_data (ctx), proto_writer_size (ctx));
     zmsg_addmem (msg, proto_writer_data (writer), proto_writer_size (writer));
-    assert_int_equal (zmsg_send (&msg, s_world.push), 0);
+    assert_int_equal (stage_testing_send (&msg, s_world.push), 0);
     proto_writer_destroy (&ctx);
     proto_writer_destroy (writer_p);
 }
@@ -138,7 +139,7 @@ s_call (session_t *session, proto_writer_t *writer)
 {
     uint64_t rid = s_rid;
     s_push (session, &writer);
-    zmsg_t *msg = zmsg_recv (s_world.broker);
+    zmsg_t *msg = stage_testing_recv (s_world.broker);
     assert_non_null (msg);
     assert_int_equal (zmsg_size (msg), 4);
     char *kind = zmsg_popstr (msg);
@@ -198,7 +199,7 @@ s_call_error (session_t *session, proto_writer_t *writer, const char *code)
 static proto_msg_t *
 s_forwarded (void)
 {
-    zmsg_t *msg = zmsg_recv (s_world.persistence);
+    zmsg_t *msg = stage_testing_recv (s_world.persistence);
     assert_non_null (msg);
     assert_int_equal (zmsg_size (msg), 3);
     zframe_t *route = zmsg_first (msg);
@@ -218,7 +219,7 @@ s_forwarded (void)
 static proto_msg_t *
 s_event (const char *ev, proto_msg_t **meta)
 {
-    zmsg_t *msg = zmsg_recv (s_world.fanout);
+    zmsg_t *msg = stage_testing_recv (s_world.fanout);
     assert_non_null (msg);
     assert_int_equal (zmsg_size (msg), 3);
     char *kind = zmsg_popstr (msg);
@@ -373,7 +374,7 @@ s_skip_events (size_t n)
 {
     zmsg_t *msg;
     for (size_t i = 0; i < n; i++) {
-        msg = zmsg_recv (s_world.fanout);
+        msg = stage_testing_recv (s_world.fanout);
         assert_non_null (msg);
         zmsg_destroy (&msg);
     }

@@ -1,11 +1,13 @@
 /*  =========================================================================
-    test_stage - frames between stages: stage_send and stage_msg
+    test_stage - frames between stages: stage_send, stage_msg, stage_packet
 
     Messages go over inproc PUSH/PULL pairs as between stages: frames sent
     from bytes, writers and received frames arrive whole and unchanged, a
     received frame passed on stays usable, extra frames are counted and
     dropped, and a send the next stage cannot take fails at once and leaves
-    the socket clean for the next message.
+    the socket clean for the next message. Packets that are not packets
+    (multipart, truncated, sizes that do not add up) are received as
+    malformed, with no frames, and the next message arrives whole.
     =========================================================================
 */
 #include <stdarg.h>
@@ -18,6 +20,7 @@
 #include <sys/socket.h>
 #include <cmocka.h>
 #include "stage.h"
+#include "stage_packet.h"
 
 typedef struct {
     char endpoint [96];         //  the pair's endpoint
@@ -66,10 +69,11 @@ s_recv (pair_t *pair, stage_msg_t *msg)
 static void
 s_assert_frame (stage_msg_t *msg, size_t index, const char *bytes, size_t size)
 {
-    zmq_msg_t *frame = stage_msg_frame (msg, index);
+    const stage_frame_t *frame = stage_msg_frame (msg, index);
     assert_non_null (frame);
-    assert_int_equal (zmq_msg_size (frame), size);
-    assert_memory_equal (zmq_msg_data (frame), bytes, size);
+    assert_int_equal (frame->size, size);
+    if (size)
+        assert_memory_equal (frame->data, bytes, size);
 }
 
 //  Bytes, strings, writers and received frames arrive as sent
@@ -88,7 +92,7 @@ test_stage_frames_arrive_whole (void **state)
     stage_msg_t in;
     s_recv (pair, &in);
     stage_frame_t frames [] = {
-        stage_frame_str (STAGE_REPLY), stage_frame_msg (stage_msg_frame (&in, 0)),
+        stage_frame_str (STAGE_REPLY), *stage_msg_frame (&in, 0),
         stage_frame_writer (writer), stage_frame_writer (NULL)
     };
     assert_int_equal (stage_send (pair->push, frames, 4), 0);
@@ -205,6 +209,115 @@ test_stage_send_absent_stage (void **state)
     close (holder);
 }
 
+
+//  The front door's multipart messages: frames arrive as sent, extra
+//  frames are counted and dropped
+static void
+test_stage_parts_round_trip (void **state)
+{
+    (void) state;
+    pair_t *pair = s_pair_new (100);
+    stage_frame_t frames [STAGE_MSG_FRAMES + 1];
+    char names [STAGE_MSG_FRAMES + 1][8];
+    for (size_t i = 0; i < STAGE_MSG_FRAMES + 1; i++) {
+        snprintf (names [i], sizeof (names [i]), "p%zu", i);
+        frames [i] = stage_frame_str (names [i]);
+    }
+    frames [1] = stage_frame_mem ("", 0);
+    assert_int_equal (stage_send_parts (pair->push, frames, STAGE_MSG_FRAMES + 1), 0);
+    stage_msg_t msg;
+    int tries = 0;
+    while (stage_msg_recv_parts (&msg, pair->pull) && ++tries < 1000)
+        zclock_sleep (1);
+    assert_int_equal (stage_msg_size (&msg), STAGE_MSG_FRAMES + 1);
+    assert_true (stage_msg_is (&msg, 0, "p0"));
+    s_assert_frame (&msg, 1, "", 0);
+    assert_true (stage_msg_is (&msg, STAGE_MSG_FRAMES - 1, names [STAGE_MSG_FRAMES - 1]));
+    assert_null (stage_msg_frame (&msg, STAGE_MSG_FRAMES));
+    stage_msg_close (&msg);
+    s_pair_destroy (&pair);
+}
+
+//  What is not a packet is received as malformed, with no frames; the next
+//  message is whole
+static void
+test_stage_malformed_packets (void **state)
+{
+    (void) state;
+    pair_t *pair = s_pair_new (100);
+    //  A multipart message (not from a stage)
+    stage_frame_t parts [] = { stage_frame_str ("\x01"), stage_frame_str ("tail") };
+    assert_int_equal (stage_send_parts (pair->push, parts, 2), 0);
+    //  Raw bytes: no frames, count past the maximum, a size past the end,
+    //  bytes after the last frame
+    const char *raw [] = { "\x00", "\x11", "\x01\x05\x00\x00\x00" "abc",
+                           "\x01\x02\x00\x00\x00" "abc", "\x02\x01\x00\x00\x00" };
+    size_t raw_size [] = { 1, 1, 8, 8, 5 };
+    for (size_t i = 0; i < 5; i++)
+        assert_true (zmq_send (zsock_resolve (pair->push), raw [i], raw_size [i], 0) >= 0);
+    stage_frame_t good [] = { stage_frame_str ("good"), stage_frame_mem ("", 0) };
+    assert_int_equal (stage_send (pair->push, good, 2), 0);
+    for (size_t i = 0; i < 6; i++) {
+        stage_msg_t msg;
+        s_recv (pair, &msg);
+        assert_true (msg.malformed);
+        assert_int_equal (stage_msg_size (&msg), 0);
+        assert_null (stage_msg_frame (&msg, 0));
+        assert_false (stage_msg_is (&msg, 0, "good"));
+        stage_msg_close (&msg);
+    }
+    stage_msg_t msg;
+    s_recv (pair, &msg);
+    assert_false (msg.malformed);
+    assert_int_equal (stage_msg_size (&msg), 2);
+    assert_true (stage_msg_is (&msg, 0, "good"));
+    s_assert_frame (&msg, 1, "", 0);
+    stage_msg_close (&msg);
+    s_pair_destroy (&pair);
+}
+
+//  Packet bounds: frame count and total size
+static void
+test_stage_packet_bounds (void **state)
+{
+    (void) state;
+    stage_frame_t frames [STAGE_PACKET_FRAMES_MAX + 1];
+    for (size_t i = 0; i <= STAGE_PACKET_FRAMES_MAX; i++)
+        frames [i] = stage_frame_str ("x");
+    assert_int_equal (stage_packet_size (frames, 0), 0);
+    assert_int_equal (stage_packet_size (frames, STAGE_PACKET_FRAMES_MAX),
+                      1 + 5 * STAGE_PACKET_FRAMES_MAX);
+    assert_int_equal (stage_packet_size (frames, STAGE_PACKET_FRAMES_MAX + 1), 0);
+    //  A packet at the size limit is one; a byte more is not
+    size_t room = STAGE_PACKET_SIZE_MAX - (1 + 4 * 2) - 1;
+    stage_frame_t big [] = { stage_frame_mem (NULL, room), stage_frame_str ("y") };
+    assert_int_equal (stage_packet_size (big, 2), STAGE_PACKET_SIZE_MAX);
+    big [0].size++;
+    assert_int_equal (stage_packet_size (big, 2), 0);
+    pair_t *pair = s_pair_new (100);
+    errno = 0;
+    assert_int_equal (stage_send (pair->push, frames, STAGE_PACKET_FRAMES_MAX + 1), -1);
+    assert_int_equal (errno, EMSGSIZE);
+    //  A written packet parses back to its frames
+    uint8_t packet [64];
+    stage_frame_t three [] = { stage_frame_str ("one"), stage_frame_mem ("", 0),
+                               stage_frame_str ("three") };
+    size_t size = stage_packet_size (three, 3);
+    assert_true (size <= sizeof (packet));
+    stage_packet_write (packet, three, 3);
+    stage_frame_t views [2];
+    size_t count = 0;
+    assert_true (stage_packet_parse (packet, size, views, 2, &count));
+    assert_int_equal (count, 3);
+    assert_int_equal (views [0].size, 3);
+    assert_memory_equal (views [0].data, "one", 3);
+    assert_int_equal (views [1].size, 0);
+    //  Every shorter prefix is refused
+    for (size_t cut = 0; cut < size; cut++)
+        assert_false (stage_packet_parse (packet, cut, views, 2, &count));
+    s_pair_destroy (&pair);
+}
+
 int
 main (void)
 {
@@ -215,6 +328,9 @@ main (void)
         cmocka_unit_test (test_stage_msg_drops_extra_frames),
         cmocka_unit_test (test_stage_send_full_queue),
         cmocka_unit_test (test_stage_send_absent_stage),
+        cmocka_unit_test (test_stage_parts_round_trip),
+        cmocka_unit_test (test_stage_malformed_packets),
+        cmocka_unit_test (test_stage_packet_bounds),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
