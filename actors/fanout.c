@@ -431,6 +431,7 @@ s_serve_one (void *self)
 void
 fanout_actor (zsock_t *pipe, void *args)
 {
+    stage_thread_name ("fanout");
     self_t *self = s_self_new (pipe, (const stage_config_t *) args);
     if (self->failed) {
         s_self_destroy (&self);

@@ -232,6 +232,7 @@ s_flush_due (self_t *self)
 void
 membership_actor (zsock_t *pipe, void *args)
 {
+    stage_thread_name ("membership");
     self_t *self = s_self_new (pipe, (const stage_config_t *) args);
     if (!self) {
         stage_actor_failed (pipe);

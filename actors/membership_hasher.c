@@ -4,6 +4,7 @@
 */
 #include <sodium.h>
 #include "membership_hasher.h"
+#include "stage.h"
 
 //  A check waiting for a worker
 typedef struct {
@@ -52,6 +53,7 @@ s_job_destroy (job_t **job_p)
 static void
 s_worker (zsock_t *pipe, void *args)
 {
+    stage_thread_name ("hasher");
     (void) args;
     zsock_signal (pipe, 0);
     while (true) {

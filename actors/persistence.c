@@ -105,6 +105,7 @@ s_key_dedupe (uint8_t *key, uint64_t user, const char *cmid, size_t cmid_len)
 static void
 s_committer (zsock_t *pipe, void *args)
 {
+    stage_thread_name ("committer");
     (void) args;
     zsock_signal (pipe, 0);
     while (true) {
@@ -1010,6 +1011,7 @@ s_handle_inbox (self_t *self)
 void
 persistence_actor (zsock_t *pipe, void *args)
 {
+    stage_thread_name ("persistence");
     self_t *self = s_self_new (pipe, (const stage_config_t *) args);
     if (self->terminated) {
         s_self_destroy (&self);

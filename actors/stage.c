@@ -2,6 +2,7 @@
     stage - sockets and envelopes shared by every Chorus stage
     =========================================================================
 */
+#include <pthread.h>
 #include <signal.h>
 #include <sys/time.h>
 #include "stage.h"
@@ -307,4 +308,15 @@ stage_now_ms (void)
     struct timeval tv;
     gettimeofday (&tv, NULL);
     return (uint64_t) tv.tv_sec * 1000 + (uint64_t) tv.tv_usec / 1000;
+}
+
+//  --------------------------------------------------------------------------
+//  Name the calling thread (what top -H and perf show)
+
+void
+stage_thread_name (const char *name)
+{
+    char short_name [16];
+    snprintf (short_name, sizeof (short_name), "%s", name);
+    pthread_setname_np (pthread_self (), short_name);
 }

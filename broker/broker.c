@@ -488,6 +488,7 @@ s_sweep (self_t *self)
 void
 broker_actor (zsock_t *pipe, void *args)
 {
+    stage_thread_name ("broker");
     self_t *self = s_self_new (pipe, (const stage_config_t *) args);
     if (self->terminated) {
         s_self_destroy (&self);

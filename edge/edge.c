@@ -14,6 +14,7 @@
     =========================================================================
 */
 #include <netdb.h>
+#include <pthread.h>
 #include <unistd.h>
 #include "edge_priv.h"
 
@@ -1005,6 +1006,7 @@ s_shutdown (edge_t *self)
 void
 edge_actor (zsock_t *pipe, void *args)
 {
+    pthread_setname_np (pthread_self (), "edge");
     edge_t *self = s_self_new (pipe, (const edge_config_t *) args);
     zsock_signal (pipe, self->failed? 1: 0);
     if (self->failed) {
