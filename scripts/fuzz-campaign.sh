@@ -116,7 +116,8 @@ while [ $stopping = 0 ] && [ "$(done_so_far)" -lt "$runs" ]; do
     pids=()
     executed=0
     for i in $(seq "$workers"); do
-        n=$(grep -oE 'number_of_executed_units: *[0-9]+' "$dir/worker.$i.log" | grep -oE '[0-9]+$')
+        #  an interrupted worker may print its final stats twice: the last counts
+        n=$(grep -oE 'number_of_executed_units: *[0-9]+' "$dir/worker.$i.log" | tail -1 | grep -oE '[0-9]+$')
         executed=$((executed + ${n:-0}))
         [ $result = FAIL ] && grep -q -E 'ERROR|fuzz_stateful:|deadly signal' "$dir/worker.$i.log" \
             && cp "$dir/worker.$i.log" "$dir/crashes/worker.$i.$(date +%s).log"
