@@ -57,6 +57,12 @@ typedef struct {
 } s_slot_t;
 
 //  Structure of our store
+//  Write batches kept cleared for the next commits (one staged, one in
+//  flight), so a commit does not grow a new one from nothing; one that grew
+//  past STORE_SPARE_WBATCH_MAX bytes is not kept
+#define STORE_SPARE_WBATCHES     2
+#define STORE_SPARE_WBATCH_MAX   (8 * 1024 * 1024)
+
 struct _store_t {
     char *path;                                 //  Database directory
     rocksdb_t *db;                              //  Open database, or NULL
@@ -76,6 +82,8 @@ struct _store_t {
     size_t iterators;                           //  Live iterators on this store
     bool failed;                                //  True after any failed write
     char *failure;                              //  Message of the first failure
+    rocksdb_writebatch_t *spare_wbatches [STORE_SPARE_WBATCHES];
+    size_t spare_wbatch_count;                  //  Cleared batches kept for reuse
 #ifdef CHORUS_TESTING
     bool fail_next_write;                       //  Test hook: fake an I/O error
 #endif
@@ -844,6 +852,8 @@ store_destroy (store_t **self_p)
                 rocksdb_column_family_handle_destroy (self->global);
             rocksdb_close (self->db);
         }
+        for (size_t index = 0; index < self->spare_wbatch_count; index++)
+            rocksdb_writebatch_destroy (self->spare_wbatches [index]);
         rocksdb_readoptions_destroy (self->ropts);
         rocksdb_writeoptions_destroy (self->wopts_nosync);
         rocksdb_writeoptions_destroy (self->wopts_sync);
@@ -1148,6 +1158,33 @@ s_batch_sort (store_batch_t *self)
 
 
 //  --------------------------------------------------------------------------
+//  A cleared write batch: a spare one (it keeps the memory it grew), or new
+
+static rocksdb_writebatch_t *
+s_wbatch_take (store_t *self)
+{
+    if (self->spare_wbatch_count)
+        return self->spare_wbatches [--self->spare_wbatch_count];
+    return rocksdb_writebatch_create ();
+}
+
+//  Clears a write batch and keeps it for a later commit, or destroys it
+
+static void
+s_wbatch_give_back (store_t *self, rocksdb_writebatch_t *wbatch)
+{
+    size_t size = 0;
+    rocksdb_writebatch_data (wbatch, &size);
+    if (self->spare_wbatch_count < STORE_SPARE_WBATCHES && size <= STORE_SPARE_WBATCH_MAX) {
+        rocksdb_writebatch_clear (wbatch);
+        self->spare_wbatches [self->spare_wbatch_count++] = wbatch;
+    }
+    else
+        rocksdb_writebatch_destroy (wbatch);
+}
+
+
+//  --------------------------------------------------------------------------
 //  A batch's write, prepared in the store's thread and applied in any one
 
 struct _store_commit_t {
@@ -1171,7 +1208,7 @@ store_commit_new (store_t *self, store_batch_t *batch, bool sync, char **err)
         return NULL;
     }
     //  Resolve every CF first: a missing one is a caller error, not an I/O one
-    rocksdb_writebatch_t *wbatch = rocksdb_writebatch_create ();
+    rocksdb_writebatch_t *wbatch = s_wbatch_take (self);
     const char *data = batch->data ? batch->data : "";
     s_batch_sort (batch);
     for (size_t index = 0; index < batch->count; index++) {
@@ -1187,7 +1224,7 @@ store_commit_new (store_t *self, store_batch_t *batch, bool sync, char **err)
             s_set_err (err, "store: write to tenant %" PRIu64 " which has no "
                        "column family in '%s' (store_tenant_ensure first)",
                        op->tenant, self->path);
-            rocksdb_writebatch_destroy (wbatch);
+            s_wbatch_give_back (self, wbatch);
             return NULL;
         }
         const char *key = data + op->key_off;
@@ -1249,7 +1286,7 @@ store_commit_finish (store_commit_t **self_p, char **err)
     else
     if (store->filter_wanted)
         s_filter_busy_tenants (store);
-    rocksdb_writebatch_destroy (self->wbatch);
+    s_wbatch_give_back (store, self->wbatch);
     free (self);
     *self_p = NULL;
     return rc;
