@@ -17,7 +17,6 @@
 #include <sodium.h>
 #include "persistence_priv.h"
 
-#define BODY_HASH_SIZE 16           //  bytes of BLAKE2b in a dedupe record
 
 static void
 s_free_item (void **item)
@@ -31,7 +30,6 @@ s_staged_destroy (void **item)
 {
     staged_send_t *staged = (staged_send_t *) *item;
     if (staged) {
-        free (staged->body);
         free (staged);
         *item = NULL;
     }
@@ -598,8 +596,9 @@ s_send_dedupe (self_t *self, request_t *request, const char *cmid, size_t cmid_l
         staged = (staged_send_t *) zhashx_lookup (self->flight->staged, key);
     if (staged) {
         ch = staged->ch, seq = staged->seq, ts = staged->ts;
-        same = ch == request->ch && strlen (staged->body) == body_len
-            && memcmp (staged->body, body, body_len) == 0;
+        uint8_t digest [BODY_HASH_SIZE];
+        s_body_hash (body, body_len, digest);
+        same = ch == request->ch && memcmp (staged->digest, digest, BODY_HASH_SIZE) == 0;
     }
     else {
         uint8_t store_key [9 + PROTO_MAX_CLIENT_ID];
@@ -774,7 +773,7 @@ s_handle_send (self_t *self, request_t *request)
     pst_position_stage (self, request->tenant, request->ch, request->user, seq, seq);
     staged_send_t *staged = (staged_send_t *) zmalloc (sizeof (staged_send_t));
     staged->ch = request->ch, staged->seq = seq, staged->ts = ts;
-    staged->body = strndup (body, body_len);
+    memcpy (staged->digest, digest, BODY_HASH_SIZE);
     char staged_key [128];
     s_cache_key (staged_key, sizeof (staged_key),
                  (uint64_t []) { request->tenant, request->user }, 2, cmid, cmid_len);

@@ -35,12 +35,14 @@ typedef struct {
     uint64_t old;               //  its value before
 } undo_t;
 
+#define BODY_HASH_SIZE 16           //  bytes of BLAKE2b in a dedupe record
+
 //  A send staged in this batch, for dedupe inside the batch
 typedef struct {
     uint64_t ch;                //  channel it went to
     uint64_t seq;               //  its seq
     uint64_t ts;                //  its timestamp
-    char *body;                 //  its body
+    uint8_t digest [BODY_HASH_SIZE];    //  of its body, as in its dedupe record
 } staged_send_t;
 
 //  What one group commit carries: staged in the actor's thread, written by

@@ -1,5 +1,6 @@
 """End-to-end checks of the core over real ZeroMQ tcp sockets and RocksDB."""
 import time
+import msgpack
 import uuid
 
 from chorus_harness import Server, Workspace, Client, run
@@ -78,6 +79,47 @@ def test_tenant_isolation():
         assert mallory.call("dm_open", users=[a.uid("bob")])["error"] == "user_not_found"
         assert all(c["name"] != "secrets" for c in mallory.ok("channel_browse")["channels"])
         alice.close(); mallory.close()
+
+
+def s_replies(client, rids):
+    """The replies to rids, whatever order they come in (a conflict is
+    answered at once, an ack once its batch is durable)."""
+    replies = {}
+    while len(replies) < len(rids):
+        payload, _, _ = client.recv()
+        if payload.get("re") in rids:
+            replies[payload["re"]] = payload
+    return [replies[rid] for rid in rids]
+
+def test_retry_in_the_same_batch_with_a_nul_in_the_body():
+    """U+0000 is valid UTF-8: a retry that reaches persistence while the
+    first send is still staged or being written is a duplicate, not a
+    conflict (it was compared as a C string, cut at the NUL)."""
+    server = Server(http=False).start()
+    try:
+        ws = Workspace(server)
+        alice = ws.login("alice")
+        ch = alice.ok("channel_create", name="general")["channel"]["id"]
+        for round_ in range(20):
+            body, cmid = "a\u0000b %d" % round_, "nul-%d" % round_
+            rids = []
+            for _ in range(3):      # pipelined: they meet the first one staged
+                alice.rid += 1
+                rids.append(alice.rid)
+                alice.send_raw(msgpack.packb({"op": "send", "rid": alice.rid, "ch": ch,
+                                              "body": body, "client_msg_id": cmid},
+                                             use_bin_type=True))
+            replies = s_replies(alice, rids)
+            assert all(r.get("ok") for r in replies), replies
+            assert len({r["seq"] for r in replies}) == 1, replies
+            assert [r["duplicate"] for r in replies] == [False, True, True], replies
+            conflict = alice.call("send", ch=ch, body="a\u0000c", client_msg_id=cmid)
+            assert conflict["error"] == "idempotency_conflict", conflict
+        messages = alice.ok("history", ch=ch, limit=100)["messages"]
+        assert len(messages) == 20 and messages[0]["body"].startswith("a\u0000b")
+        alice.close()
+    finally:
+        server.cleanup()
 
 
 def test_retry_is_idempotent_even_after_restart():
@@ -222,6 +264,7 @@ def test_login_flood_does_not_stall_sends():
 if __name__ == "__main__":
     run([test_realtime_between_two_users, test_dm_visible_only_to_its_members,
          test_private_channel_refuses_non_members, test_tenant_isolation,
+         test_retry_in_the_same_batch_with_a_nul_in_the_body,
          test_retry_is_idempotent_even_after_restart, test_reply_privately_quotes_the_original,
          test_edit_delete_read_and_unread, test_channel_list_ranks_by_affinity,
          test_typing_is_relayed_not_stored, test_login_flood_does_not_stall_sends])
