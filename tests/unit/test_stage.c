@@ -76,6 +76,16 @@ s_assert_frame (stage_msg_t *msg, size_t index, const char *bytes, size_t size)
         assert_memory_equal (frame->data, bytes, size);
 }
 
+//  count frames holding "<prefix><index>", their text in names
+static void
+s_named_frames (stage_frame_t *frames, char names [][8], size_t count, const char *prefix)
+{
+    for (size_t i = 0; i < count; i++) {
+        snprintf (names [i], sizeof (names [i]), "%s%zu", prefix, i);
+        frames [i] = stage_frame_str (names [i]);
+    }
+}
+
 //  Bytes, strings, writers and received frames arrive as sent
 static void
 test_stage_frames_arrive_whole (void **state)
@@ -122,10 +132,7 @@ test_stage_msg_drops_extra_frames (void **state)
     pair_t *pair = s_pair_new (100);
     stage_frame_t frames [STAGE_MSG_FRAMES + 2];
     char names [STAGE_MSG_FRAMES + 2][8];
-    for (size_t i = 0; i < STAGE_MSG_FRAMES + 2; i++) {
-        snprintf (names [i], sizeof (names [i]), "%zu", i);
-        frames [i] = stage_frame_str (names [i]);
-    }
+    s_named_frames (frames, names, STAGE_MSG_FRAMES + 2, "");
     assert_int_equal (stage_send (pair->push, frames, STAGE_MSG_FRAMES + 2), 0);
     assert_int_equal (stage_send (pair->push, frames, 1), 0);
     stage_msg_t msg;
@@ -219,10 +226,7 @@ test_stage_parts_round_trip (void **state)
     pair_t *pair = s_pair_new (100);
     stage_frame_t frames [STAGE_MSG_FRAMES + 1];
     char names [STAGE_MSG_FRAMES + 1][8];
-    for (size_t i = 0; i < STAGE_MSG_FRAMES + 1; i++) {
-        snprintf (names [i], sizeof (names [i]), "p%zu", i);
-        frames [i] = stage_frame_str (names [i]);
-    }
+    s_named_frames (frames, names, STAGE_MSG_FRAMES + 1, "p");
     frames [1] = stage_frame_mem ("", 0);
     assert_int_equal (stage_send_parts (pair->push, frames, STAGE_MSG_FRAMES + 1), 0);
     stage_msg_t msg;
