@@ -78,7 +78,7 @@ s_assert_frame (stage_msg_t *msg, size_t index, const char *bytes, size_t size)
 
 //  count frames holding "<prefix><index>", their text in names
 static void
-s_named_frames (stage_frame_t *frames, char names [][8], size_t count, const char *prefix)
+s_named_frames (stage_frame_t *frames, char names [][32], size_t count, const char *prefix)
 {
     for (size_t i = 0; i < count; i++) {
         snprintf (names [i], sizeof (names [i]), "%s%zu", prefix, i);
@@ -131,7 +131,7 @@ test_stage_msg_drops_extra_frames (void **state)
     (void) state;
     pair_t *pair = s_pair_new (100);
     stage_frame_t frames [STAGE_MSG_FRAMES + 2];
-    char names [STAGE_MSG_FRAMES + 2][8];
+    char names [STAGE_MSG_FRAMES + 2][32];
     s_named_frames (frames, names, STAGE_MSG_FRAMES + 2, "");
     assert_int_equal (stage_send (pair->push, frames, STAGE_MSG_FRAMES + 2), 0);
     assert_int_equal (stage_send (pair->push, frames, 1), 0);
@@ -225,7 +225,7 @@ test_stage_parts_round_trip (void **state)
     (void) state;
     pair_t *pair = s_pair_new (100);
     stage_frame_t frames [STAGE_MSG_FRAMES + 1];
-    char names [STAGE_MSG_FRAMES + 1][8];
+    char names [STAGE_MSG_FRAMES + 1][32];
     s_named_frames (frames, names, STAGE_MSG_FRAMES + 1, "p");
     frames [1] = stage_frame_mem ("", 0);
     assert_int_equal (stage_send_parts (pair->push, frames, STAGE_MSG_FRAMES + 1), 0);
