@@ -201,6 +201,7 @@ static void
 s_handle_inbox (self_t *self)
 {
     int handled = 0;
+    stage_bundle_begin ();
     do {
         stage_msg_t msg;
         if (stage_msg_recv (&msg, self->inbox))
@@ -213,6 +214,7 @@ s_handle_inbox (self_t *self)
                         stage_msg_size (&msg));
         stage_msg_close (&msg);
     } while (++handled < DRAIN_MAX);
+    stage_bundle_end ();
 }
 
 //  Saves the changed affinities if the last flush is old enough

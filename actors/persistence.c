@@ -524,6 +524,7 @@ s_commit_start (self_t *self)
     //  pause lets the acks leave the process before a kill point fires, so
     //  the control fails every time, not only when the I/O thread wins.
     s_commit_acks (self, self->now);
+    stage_bundle_flush ();
     zclock_sleep (20);
 #endif
     if (store_batch_count (self->now->batch) == 0) {
@@ -1020,6 +1021,7 @@ persistence_actor (zsock_t *pipe, void *args)
     zsock_signal (pipe, 0);
     while (!self->terminated) {
         zsock_t *which = (zsock_t *) zpoller_wait (self->poller, -1);
+        stage_bundle_begin ();          //  the acks and events of a commit
         if (which == self->pipe)
             self->terminated = stage_actor_command (self->pipe);
         else
@@ -1031,7 +1033,8 @@ persistence_actor (zsock_t *pipe, void *args)
             s_commit_start (self);      //  what was staged meanwhile
         }
         else
-            break;
+            self->terminated = true;    //  interrupted
+        stage_bundle_end ();
     }
     pst_commit (self);
     zsys_info ("persistence: %" PRIu64 " sends in %" PRIu64 " commits", self->committed, self->commits);

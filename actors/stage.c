@@ -77,7 +77,62 @@ stage_outbox_new (const stage_config_t *config, const char *endpoint, bool immed
 }
 
 //  --------------------------------------------------------------------------
-//  Send frames to a stage's inbox as one packet without blocking
+//  Bundles (see stage.h): the sockets of this thread with a bundle open
+
+typedef struct {
+    void *handle;               //  the socket
+    size_t packets;             //  packets in its bundle so far
+} s_open_bundle_t;
+
+static _Thread_local struct {
+    int depth;                  //  begin calls not yet ended
+    s_open_bundle_t open [STAGE_BUNDLE_SOCKETS];
+    size_t open_count;          //  entries in open
+} s_bundles;
+
+void
+stage_bundle_begin (void)
+{
+    s_bundles.depth++;
+}
+
+//  Ends the bundle open on a socket with the empty frame. It cannot fail
+//  for want of room: ZeroMQ took the message whole with its first frame.
+static void
+s_bundle_close (s_open_bundle_t *open)
+{
+    zmq_send (open->handle, NULL, 0, ZMQ_DONTWAIT);
+    *open = s_bundles.open [--s_bundles.open_count];
+}
+
+void
+stage_bundle_flush (void)
+{
+    while (s_bundles.open_count)
+        s_bundle_close (&s_bundles.open [0]);
+}
+
+void
+stage_bundle_end (void)
+{
+    assert (s_bundles.depth > 0);
+    if (--s_bundles.depth == 0)
+        stage_bundle_flush ();
+}
+
+//  The open bundle of a socket, or NULL
+static s_open_bundle_t *
+s_bundle_find (void *handle)
+{
+    for (size_t index = 0; index < s_bundles.open_count; index++)
+        if (s_bundles.open [index].handle == handle)
+            return &s_bundles.open [index];
+    return NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  Send frames to a stage's inbox as one packet without blocking; inside
+//  a bundle scope, as the next frame of the socket's bundle
 
 int
 stage_send (zsock_t *sock, const stage_frame_t *frames, size_t count)
@@ -91,10 +146,23 @@ stage_send (zsock_t *sock, const stage_frame_t *frames, size_t count)
     if (zmq_msg_init_size (&packet, size))
         return -1;
     stage_packet_write ((uint8_t *) zmq_msg_data (&packet), frames, count);
-    if (zmq_msg_send (&packet, zsock_resolve (sock), ZMQ_DONTWAIT) >= 0)
-        return 0;
-    zmq_msg_close (&packet);
-    return -1;
+    void *handle = zsock_resolve (sock);
+    s_open_bundle_t *open = s_bundles.depth? s_bundle_find (handle): NULL;
+    bool bundled = open
+                || (s_bundles.depth && s_bundles.open_count < STAGE_BUNDLE_SOCKETS);
+    if (zmq_msg_send (&packet, handle, ZMQ_DONTWAIT | (bundled? ZMQ_SNDMORE: 0)) < 0) {
+        zmq_msg_close (&packet);
+        return -1;
+    }
+    if (bundled) {
+        if (!open) {
+            open = &s_bundles.open [s_bundles.open_count++];
+            *open = (s_open_bundle_t) { handle, 0 };
+        }
+        if (++open->packets == STAGE_BUNDLE_PACKETS)
+            s_bundle_close (open);
+    }
+    return 0;
 }
 
 //  --------------------------------------------------------------------------
@@ -251,8 +319,10 @@ stage_serve (zsock_t *pipe, zsock_t *inbox, bool (*handle) (void *self), void *s
         else
         if (which == inbox) {
             int handled = 0;
+            stage_bundle_begin ();
             while (handled < STAGE_DRAIN_MAX && handle (self))
                 handled++;
+            stage_bundle_end ();
         }
         else
             terminated = true;          //  interrupted

@@ -32,6 +32,9 @@ typedef struct {
 
 //  Messages a stage takes from one socket before it polls again
 #define STAGE_DRAIN_MAX 256
+//  Packets a bundle holds at most, and sockets with a bundle open at once
+#define STAGE_BUNDLE_PACKETS 64
+#define STAGE_BUNDLE_SOCKETS 4
 
 //  Frame kinds on the broker's and fan-out's inboxes
 #define STAGE_REPLY     "R"
@@ -117,6 +120,22 @@ stage_frame_writer (proto_writer_t *writer)
 //  peer: errno says which; EMSGSIZE: too many frames or bytes for a packet).
 int
     stage_send (zsock_t *sock, const stage_frame_t *frames, size_t count);
+//  Between stage_bundle_begin and stage_bundle_end (nested scopes count
+//  as one), what stage_send sends to a socket goes as a bundle: one
+//  ZeroMQ message whose frames are the packets, at most
+//  STAGE_BUNDLE_PACKETS, then an empty frame. The receiving stage wakes
+//  once for a bundle, not once a packet. Packets for more than
+//  STAGE_BUNDLE_SOCKETS sockets at once go alone. Nothing in a bundle
+//  leaves before the outermost scope ends: end it before waiting. Each
+//  thread has its own scope.
+void
+    stage_bundle_begin (void);
+void
+    stage_bundle_end (void);
+//  Send the bundles open now; the scope goes on
+void
+    stage_bundle_flush (void);
+
 //  Send count frames as one multipart message (the front door, to peers
 //  outside Chorus) without blocking; 0 or -1 as stage_send
 int

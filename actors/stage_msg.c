@@ -5,6 +5,9 @@
 #include "stage_msg.h"
 #include "stage_packet.h"
 
+//  Bundle ends skipped in one receive at most
+#define STAGE_MSG_ENDS_MAX 64
+
 //  --------------------------------------------------------------------------
 //  Receive one packet without blocking
 
@@ -15,25 +18,21 @@ stage_msg_recv (stage_msg_t *self, zsock_t *sock)
     self->parts_held = 0;
     self->malformed = false;
     zmq_msg_t *packet = &self->parts [0];
-    zmq_msg_init (packet);
-    if (zmq_msg_recv (packet, zsock_resolve (sock), ZMQ_DONTWAIT) < 0) {
+    //  Every frame is a packet, alone or in a bundle; the empty frame that
+    //  ends a bundle is skipped (a bounded number of them a call)
+    for (int ends = 0; ; ends++) {
+        zmq_msg_init (packet);
+        if (ends == STAGE_MSG_ENDS_MAX
+        ||  zmq_msg_recv (packet, zsock_resolve (sock), ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close (packet);
+            return -1;
+        }
+        if (zmq_msg_size (packet) > 0 || zmq_msg_more (packet))
+            break;
         zmq_msg_close (packet);
-        return -1;
     }
     self->parts_held = 1;
-    //  A sender of multipart messages is not a stage: drop the rest (which
-    //  arrived with the first frame)
-    bool more = zmq_msg_more (packet);
-    while (more) {
-        self->malformed = true;
-        zmq_msg_t dropped;
-        zmq_msg_init (&dropped);
-        more = zmq_msg_recv (&dropped, zsock_resolve (sock), ZMQ_DONTWAIT) >= 0
-            && zmq_msg_more (&dropped);
-        zmq_msg_close (&dropped);
-    }
-    if (self->malformed
-    ||  !stage_packet_parse ((const uint8_t *) zmq_msg_data (packet), zmq_msg_size (packet),
+    if (!stage_packet_parse ((const uint8_t *) zmq_msg_data (packet), zmq_msg_size (packet),
                              self->frames, STAGE_MSG_FRAMES, &self->size)) {
         self->size = 0;
         self->malformed = true;

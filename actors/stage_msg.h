@@ -3,7 +3,8 @@
 
     Between stages a message travels as one ZeroMQ frame, a packet of
     frames (see stage_packet.h): one send and one receive a message, not
-    one a frame. The broker's front door, which peers outside Chorus speak
+    one a frame. Several may come as the frames of one multipart message,
+    a bundle (see stage.h), which an empty frame ends. The broker's front door, which peers outside Chorus speak
     to, keeps ZeroMQ's own multipart frames. Either way the receiver sees
     frames as stage_frame_t (bytes and size) inside the message it holds,
     valid until stage_msg_close; the caller keeps the message on its stack:

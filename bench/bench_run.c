@@ -94,6 +94,7 @@ typedef struct {
     state_t state;
     int fd;
     void *zsock;                    //  ZeroMQ DEALER
+    bool zmq_sent;                  //  sent on since its last drain
     loop_t *loop;
     size_t user;                    //  population index
     unsigned index;                 //  session number (for nicks, ids)
@@ -357,6 +358,7 @@ s_zmq_send (session_t *session, proto_writer_t *writer)
     if (zmq_send (session->zsock, proto_writer_data (writer), proto_writer_size (writer),
                   ZMQ_DONTWAIT) < 0)
         s_error_count (&session->loop->stats, "zmq_send", 8);
+    session->zmq_sent = true;
 }
 
 //  ---------------------------------------------------------------------
@@ -1045,13 +1047,19 @@ s_zmq_message (session_t *session, const uint8_t *data, size_t size)
 }
 
 static void
-s_zmq_drain (session_t *session)
+s_zmq_drain (session_t *session, bool signalled)
 {
-    while (session->zsock) {
+    session->zmq_sent = false;
+    //  Its descriptor fired: take the socket's commands (ZMQ_EVENTS does,
+    //  at the cost of a system call or two; a receive may put that off)
+    if (signalled) {
         int events = 0;
         size_t size = sizeof (events);
-        if (zmq_getsockopt (session->zsock, ZMQ_EVENTS, &events, &size) || !(events & ZMQ_POLLIN))
+        if (!session->zsock
+        ||  zmq_getsockopt (session->zsock, ZMQ_EVENTS, &events, &size) || !(events & ZMQ_POLLIN))
             return;
+    }
+    while (session->zsock) {
         zmq_msg_t frame;
         zmq_msg_init (&frame);
         if (zmq_msg_recv (&frame, session->zsock, ZMQ_DONTWAIT) < 0) {
@@ -1197,7 +1205,7 @@ s_loop_run (void *arg)
             }
             session_t *session = (session_t *) events [i].data.ptr;
             if (session->kind == P_ZMQ) {
-                s_zmq_drain (session);
+                s_zmq_drain (session, true);
                 continue;
             }
             if (session->state == S_CONNECTING) {
@@ -1210,8 +1218,12 @@ s_loop_run (void *arg)
             if (events [i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
                 s_readable (session);
         }
+        //  A send may have taken the commands that announced replies, so
+        //  the descriptor will not fire for them: read the sockets sent on.
+        //  Every socket, and its commands, when the wait timed out.
         for (size_t i = 0; i < loop->zmq_count; i++)
-            s_zmq_drain (loop->zmq [i]);
+            if (n == 0 || loop->zmq [i]->zmq_sent)
+                s_zmq_drain (loop->zmq [i], n == 0);
         //  Catch-up: each session asks for sync once it is authenticated
         if (config->mode == M_CATCHUP)
             for (size_t i = 0; i < loop->count; i++) {

@@ -458,8 +458,10 @@ static void
 s_drain (self_t *self, bool (*handle) (self_t *self))
 {
     int handled = 0;
+    stage_bundle_begin ();
     while (handled < STAGE_DRAIN_MAX && handle (self))
         handled++;
+    stage_bundle_end ();
 }
 
 //  Drops peers that have been silent for longer than session_idle_s

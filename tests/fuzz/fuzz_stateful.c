@@ -133,8 +133,6 @@ typedef struct {
     zsock_t *push;              //  into membership (as ingest)
     zsock_t *broker;            //  replies
     zsock_t *fanout;            //  events
-    zpoller_t *broker_poller;
-    zpoller_t *fanout_poller;
     //  The world
     uint64_t tenant_id [2];
     char tenant_name [2][32];
@@ -358,29 +356,12 @@ s_st_push (st_req_t *req)
     return PROTO_OK;
 }
 
-//  Waits up to timeout_ms for the poller's socket. A signal interrupts the
-//  poll without ending the wait: libFuzzer's timeout alarm fires every
-//  timeout/2 + 1 seconds (601 s by default), and taking that for a hang is
-//  what stopped a deep run after 602 s.
-ST_UNTRACED static void *
-s_st_wait (zpoller_t *poller, int timeout_ms)
-{
-    int64_t deadline = zclock_mono () + timeout_ms;
-    int64_t left = timeout_ms;
-    void *which;
-    do {
-        which = zpoller_wait (poller, (int) left);
-        left = deadline - zclock_mono ();
-    } while (!which && left > 0);
-    return which;
-}
-
 //  The next reply from the broker socket (any rid)
 ST_UNTRACED static proto_msg_t *
 s_st_next_reply (void)
 {
-    void *which = s_st_wait (s_st->broker_poller, ST_TIMEOUT_MS);
-    ST_CHECK (which, "no reply within %d ms: a stage hangs", ST_TIMEOUT_MS);
+    bool replied = stage_testing_wait (s_st->broker, ST_TIMEOUT_MS);
+    ST_CHECK (replied, "no reply within %d ms: a stage hangs", ST_TIMEOUT_MS);
     zmsg_t *zmsg = stage_testing_recv (s_st->broker);
     ST_CHECK (zmsg && zmsg_size (zmsg) == 4, "a broker message is not [R][route][reply][ctl]");
     char *kind = zmsg_popstr (zmsg);
@@ -473,7 +454,7 @@ s_st_u64 (const msgpack_object *map, const char *key)
 ST_UNTRACED static proto_msg_t *
 s_st_next_event (int timeout, proto_msg_t **meta)
 {
-    if (!s_st_wait (s_st->fanout_poller, timeout))
+    if (!stage_testing_wait (s_st->fanout, timeout))
         return NULL;
     zmsg_t *zmsg = stage_testing_recv (s_st->fanout);
     ST_CHECK (zmsg && zmsg_size (zmsg) == 3, "a fan-out message is not [EV][meta][event]");
@@ -1395,8 +1376,6 @@ s_st_stop (void)
 {
     if (!s_st)
         return;
-    zpoller_destroy (&s_st->broker_poller);
-    zpoller_destroy (&s_st->fanout_poller);
     zsock_destroy (&s_st->push);
     zactor_destroy (&s_st->membership);
     zactor_destroy (&s_st->persistence);
@@ -1527,8 +1506,6 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
     zhashx_set_destructor (s_st->dedupe, s_st_dedupe_destroy);
     s_st->broker = s_st_pull_bind (s_st->endpoints [2]);
     s_st->fanout = s_st_pull_bind (s_st->endpoints [3]);
-    s_st->broker_poller = zpoller_new (s_st->broker, NULL);
-    s_st->fanout_poller = zpoller_new (s_st->fanout, NULL);
     s_st->persistence = stage_actor_new (persistence_actor, &s_st->config);
     s_st->membership = stage_actor_new (membership_actor, &s_st->config);
     if (!s_st->persistence || !s_st->membership) {

@@ -5,9 +5,10 @@
     from bytes, writers and received frames arrive whole and unchanged, a
     received frame passed on stays usable, extra frames are counted and
     dropped, and a send the next stage cannot take fails at once and leaves
-    the socket clean for the next message. Packets that are not packets
-    (multipart, truncated, sizes that do not add up) are received as
-    malformed, with no frames, and the next message arrives whole.
+    the socket clean for the next message. Bundles leave when their scope
+    ends, or when full, in order. Frames that are not packets (truncated,
+    sizes that do not add up) are received as malformed, with no frames,
+    and the next message arrives whole.
     =========================================================================
 */
 #include <stdarg.h>
@@ -249,7 +250,8 @@ test_stage_malformed_packets (void **state)
 {
     (void) state;
     pair_t *pair = s_pair_new (100);
-    //  A multipart message (not from a stage)
+    //  A multipart message whose frames are not packets (not a bundle from
+    //  a stage): each frame is malformed
     stage_frame_t parts [] = { stage_frame_str ("\x01"), stage_frame_str ("tail") };
     assert_int_equal (stage_send_parts (pair->push, parts, 2), 0);
     //  Raw bytes: no frames, count past the maximum, a size past the end,
@@ -261,7 +263,7 @@ test_stage_malformed_packets (void **state)
         assert_true (zmq_send (zsock_resolve (pair->push), raw [i], raw_size [i], 0) >= 0);
     stage_frame_t good [] = { stage_frame_str ("good"), stage_frame_mem ("", 0) };
     assert_int_equal (stage_send (pair->push, good, 2), 0);
-    for (size_t i = 0; i < 6; i++) {
+    for (size_t i = 0; i < 7; i++) {
         stage_msg_t msg;
         s_recv (pair, &msg);
         assert_true (msg.malformed);
@@ -278,6 +280,80 @@ test_stage_malformed_packets (void **state)
     s_assert_frame (&msg, 1, "", 0);
     stage_msg_close (&msg);
     s_pair_destroy (&pair);
+}
+
+//  Sends a packet of one frame holding number
+static void
+s_send_number (zsock_t *push, uint32_t number)
+{
+    stage_frame_t frame = stage_frame_mem (&number, sizeof (number));
+    assert_int_equal (stage_send (push, &frame, 1), 0);
+}
+
+//  Receives the packets first..last-1 in order, then nothing
+static void
+s_expect_numbers (pair_t *pair, uint32_t first, uint32_t last)
+{
+    for (uint32_t number = first; number < last; number++) {
+        stage_msg_t msg;
+        s_recv (pair, &msg);
+        assert_false (msg.malformed);
+        assert_int_equal (stage_msg_size (&msg), 1);
+        s_assert_frame (&msg, 0, (const char *) &number, sizeof (number));
+        stage_msg_close (&msg);
+    }
+    stage_msg_t msg;
+    assert_int_equal (stage_msg_recv (&msg, pair->pull), -1);
+}
+
+//  Nothing in a bundle leaves before the outermost scope ends; then each
+//  socket's packets arrive in order, one message each, and the bundle's
+//  end is not a message. A full bundle leaves at once, and so does a
+//  flushed one; a socket past STAGE_BUNDLE_SOCKETS gets its packets alone.
+static void
+test_stage_bundles (void **state)
+{
+    (void) state;
+    pair_t *pairs [STAGE_BUNDLE_SOCKETS + 1];
+    for (size_t i = 0; i <= STAGE_BUNDLE_SOCKETS; i++)
+        pairs [i] = s_pair_new (100);
+    stage_bundle_begin ();
+    stage_bundle_begin ();
+    for (uint32_t number = 0; number < 3; number++)
+        for (size_t i = 0; i <= STAGE_BUNDLE_SOCKETS; i++)
+            s_send_number (pairs [i]->push, number);
+    stage_bundle_end ();
+    zclock_sleep (20);
+    stage_msg_t msg;
+    for (size_t i = 0; i < STAGE_BUNDLE_SOCKETS; i++)
+        assert_int_equal (stage_msg_recv (&msg, pairs [i]->pull), -1);
+    s_expect_numbers (pairs [STAGE_BUNDLE_SOCKETS], 0, 3);
+    stage_bundle_end ();
+    for (size_t i = 0; i < STAGE_BUNDLE_SOCKETS; i++)
+        s_expect_numbers (pairs [i], 0, 3);
+    //  A full bundle goes before the scope ends; the rest at its end
+    stage_bundle_begin ();
+    for (uint32_t number = 0; number < STAGE_BUNDLE_PACKETS + 5; number++)
+        s_send_number (pairs [0]->push, number);
+    s_expect_numbers (pairs [0], 0, STAGE_BUNDLE_PACKETS);
+    stage_bundle_end ();
+    s_expect_numbers (pairs [0], STAGE_BUNDLE_PACKETS, STAGE_BUNDLE_PACKETS + 5);
+    //  A flush sends what is open; the scope goes on
+    stage_bundle_begin ();
+    s_send_number (pairs [2]->push, 1);
+    s_send_number (pairs [2]->push, 2);
+    stage_bundle_flush ();
+    s_expect_numbers (pairs [2], 1, 3);
+    s_send_number (pairs [2]->push, 3);
+    zclock_sleep (20);
+    assert_int_equal (stage_msg_recv (&msg, pairs [2]->pull), -1);
+    stage_bundle_end ();
+    s_expect_numbers (pairs [2], 3, 4);
+    //  Outside a scope a packet goes at once
+    s_send_number (pairs [1]->push, 7);
+    s_expect_numbers (pairs [1], 7, 8);
+    for (size_t i = 0; i <= STAGE_BUNDLE_SOCKETS; i++)
+        s_pair_destroy (&pairs [i]);
 }
 
 //  Packet bounds: frame count and total size
@@ -334,6 +410,7 @@ main (void)
         cmocka_unit_test (test_stage_send_absent_stage),
         cmocka_unit_test (test_stage_parts_round_trip),
         cmocka_unit_test (test_stage_malformed_packets),
+        cmocka_unit_test (test_stage_bundles),
         cmocka_unit_test (test_stage_packet_bounds),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
