@@ -449,6 +449,7 @@ s_self_destroy (edge_t **self_p)
     proto_writer_destroy (&self->writer);
     zsock_destroy (&self->dealer);
     free (self->batch);
+    free (self->ready);
     free (self->sids.items);
     free (self->notify.items);
     free (self);
@@ -917,9 +918,9 @@ s_receive_one (edge_t *self, zmq_msg_t *parts, int *count)
     return true;
 }
 
-//  Drains the DEALER, up to S_DRAIN_MAX messages
+//  Routes the DEALER's messages, up to S_DRAIN_MAX
 static void
-s_handle_dealer (edge_t *self)
+s_drain_dealer (edge_t *self)
 {
     self->backlog = false;
     for (int n = 0; n < S_DRAIN_MAX; n++) {
@@ -934,6 +935,17 @@ s_handle_dealer (edge_t *self)
             zmq_msg_close (&parts [i]);
     }
     self->backlog = true;               //  serve sockets, then come back
+}
+
+//  Drains the DEALER, then writes to each connection it queued to: one
+//  write for all its frames, in this pass rather than after poll
+static void
+s_handle_dealer (edge_t *self)
+{
+    self->draining = true;
+    s_drain_dealer (self);
+    self->draining = false;
+    edge_ws_write_ready (self);
 }
 
 //  --------------------------------------------------------------------------

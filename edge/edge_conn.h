@@ -38,6 +38,8 @@ typedef struct {
     bool pinged;                //  pinged since last_rx
     bool ping_owed;             //  a ping waits for the socket to be writeable
     bool hung_up;               //  idle: lws drops it, no close frame
+    bool peer_closed;           //  the client sent a close frame: nothing more goes out
+    bool ready;                 //  on the edge's list of queues to write after a drain
 
     //  The message being received
     uint8_t *rx;                //  bytes received so far

@@ -90,6 +90,10 @@ typedef struct {
     edge_metrics_t *metrics;    //  counters for /metrics
     proto_writer_t *writer;     //  scratch msgpack writer
     uint8_t *batch;             //  scratch for several frames in one write
+    edge_conn_t **ready;        //  connections a drain queued to, to write at its end
+    size_t ready_count;         //  how many
+    size_t ready_capacity;      //  slots allocated in ready
+    bool draining;              //  routing the DEALER's messages now
     lws_retry_bo_t retry;       //  lws's ping and hang-up policy: none (the wheel's)
     char web_root [PATH_MAX];   //  static files directory, resolved
     int port;                   //  the port we listen on
@@ -160,6 +164,9 @@ int
 //  The wheel's tick: close, hang up or ping the connections that are due
 void
     edge_ws_expire (edge_t *self);
+//  Write what the drain of the DEALER queued, without waiting for poll
+void
+    edge_ws_write_ready (edge_t *self);
 //  Queue a frame to a connection; cuts it off (4008) if its queue is full
 void
     edge_ws_queue (edge_t *self, edge_conn_t *conn, edge_buf_t *buf);

@@ -389,6 +389,8 @@ edge_ws_peer_close (edge_t *self, struct lws *wsi, edge_pss_t *pss,
     (void) self;
     if (pss->conn && !pss->conn->close_code)
         pss->conn->disconnect = EDGE_DISC_PEER;
+    if (pss->conn)
+        pss->conn->peer_closed = true;
     if (size == 1) {
         //  A close payload of one byte has no valid code (RFC 6455 5.5.1)
         lws_close_reason (wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, NULL, 0);
@@ -492,6 +494,81 @@ edge_ws_expire (edge_t *self)
         s_expire (self, edge_wheel_owner (link, edge_conn_t, timer), now);
 }
 
+//  Puts a connection on the list to write when the drain ends. Returns 0,
+//  or -1 if the list cannot grow (then the caller waits for poll).
+static int
+s_mark_ready (edge_t *self, edge_conn_t *conn)
+{
+    if (conn->ready)
+        return 0;
+    if (self->ready_count == self->ready_capacity) {
+        size_t capacity = self->ready_capacity? self->ready_capacity * 2: 1024;
+        edge_conn_t **ready = (edge_conn_t **) realloc (self->ready, capacity * sizeof (edge_conn_t *));
+        if (!ready)
+            return -1;
+        self->ready = ready;
+        self->ready_capacity = capacity;
+    }
+    self->ready [self->ready_count++] = conn;
+    conn->ready = true;
+    return 0;
+}
+
+//  The kernel refused a write outside lws's callback: drop the connection
+//  as lws would have, at its next service
+static void
+s_write_failed (edge_t *self, edge_conn_t *conn)
+{
+    conn->hung_up = true;
+    conn->disconnect = EDGE_DISC_NETWORK;
+    edge_conn_clear (conn);
+    lws_set_timeout ((struct lws *) conn->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    if (self->config->verbose)
+        zsys_debug ("edge: session %" PRIu64 " write failed", conn->sid);
+}
+
+//  Writes a connection's queue now. lws 4.1 lets a write happen outside its
+//  writeable callback on an h1 WebSocket: what the kernel does not take
+//  goes to the connection's own buffer, flushed before the next callback.
+//  A new frame may only start when that buffer is empty (lws would take it
+//  as the rest of the frame it holds), and nothing goes out after a close:
+//  those cases, and a ping owed, wait for the callback.
+static void
+s_write_now (edge_t *self, edge_conn_t *conn)
+{
+    struct lws *wsi = (struct lws *) conn->wsi;
+    if (!conn->queue_count || conn->close_code || conn->hung_up)
+        return;
+    if (conn->peer_closed || conn->ping_owed
+    ||  lws_get_close_length (wsi) || lws_partial_buffered (wsi)) {
+        lws_callback_on_writable (wsi);
+        return;
+    }
+    for (int round = 0; round < 4 && conn->queue_count && !lws_partial_buffered (wsi); round++)
+        if (s_write_some (self, wsi, conn)) {
+            s_write_failed (self, conn);
+            return;
+        }
+    if (conn->queue_count)
+        lws_callback_on_writable (wsi);
+}
+
+//  --------------------------------------------------------------------------
+//  Write what the drain of the DEALER queued: a message to 1,000 members
+//  goes out in this pass, one send each, instead of after a poll over every
+//  connection and a callback each
+
+void
+edge_ws_write_ready (edge_t *self)
+{
+    for (size_t i = 0; i < self->ready_count; i++) {
+        edge_conn_t *conn = self->ready [i];
+        conn->ready = false;
+        s_write_now (self, conn);
+    }
+    self->ready_count = 0;
+}
+
 //  --------------------------------------------------------------------------
 //  Queue a frame; a full queue cuts the client off
 
@@ -508,7 +585,7 @@ edge_ws_queue (edge_t *self, edge_conn_t *conn, edge_buf_t *buf)
         return;
     }
     edge_metrics_queue_depth (self->metrics, conn->queue_count);
-    if (conn->queue_count == 1)
+    if (conn->queue_count == 1 && !(self->draining && s_mark_ready (self, conn) == 0))
         lws_callback_on_writable ((struct lws *) conn->wsi);
 }
 
