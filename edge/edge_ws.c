@@ -440,17 +440,18 @@ edge_ws_pong (edge_t *self, struct lws *wsi, edge_pss_t *pss)
     return 0;
 }
 
-//  Idle for idle_timeout_s: lws drops the connection at once, without a
-//  close frame (the client stopped answering; it would not read one)
+//  lws drops the connection at its next service, without a close frame:
+//  it was idle for idle_timeout_s (the client stopped answering; it would
+//  not read one), or the kernel refused a write made outside lws's callback
 static void
-s_hang_up (edge_t *self, edge_conn_t *conn)
+s_hang_up (edge_t *self, edge_conn_t *conn, edge_disconnect_t why)
 {
     conn->hung_up = true;
-    conn->disconnect = EDGE_DISC_IDLE;
+    conn->disconnect = why;
     edge_conn_clear (conn);
     lws_set_timeout ((struct lws *) conn->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
     if (self->config->verbose)
-        zsys_debug ("edge: session %" PRIu64 " idle, hanging up", conn->sid);
+        zsys_debug ("edge: session %" PRIu64 " hung up (%d)", conn->sid, why);
 }
 
 //  A connection's deadline came: close it if it did not authenticate in
@@ -470,7 +471,7 @@ s_expire (edge_t *self, edge_conn_t *conn, int64_t now)
     }
     int64_t silent = now - conn->last_rx;
     if (config->idle_timeout_s > 0 && silent >= (int64_t) config->idle_timeout_s * 1000) {
-        s_hang_up (self, conn);
+        s_hang_up (self, conn, EDGE_DISC_IDLE);
         return;
     }
     if (config->idle_timeout_s > 0 && !conn->pinged
@@ -514,19 +515,6 @@ s_mark_ready (edge_t *self, edge_conn_t *conn)
     return 0;
 }
 
-//  The kernel refused a write outside lws's callback: drop the connection
-//  as lws would have, at its next service
-static void
-s_write_failed (edge_t *self, edge_conn_t *conn)
-{
-    conn->hung_up = true;
-    conn->disconnect = EDGE_DISC_NETWORK;
-    edge_conn_clear (conn);
-    lws_set_timeout ((struct lws *) conn->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-    if (self->config->verbose)
-        zsys_debug ("edge: session %" PRIu64 " write failed", conn->sid);
-}
-
 //  Writes a connection's queue now. lws 4.1 lets a write happen outside its
 //  writeable callback on an h1 WebSocket: what the kernel does not take
 //  goes to the connection's own buffer, flushed before the next callback.
@@ -546,7 +534,7 @@ s_write_now (edge_t *self, edge_conn_t *conn)
     }
     for (int round = 0; round < 4 && conn->queue_count && !lws_partial_buffered (wsi); round++)
         if (s_write_some (self, wsi, conn)) {
-            s_write_failed (self, conn);
+            s_hang_up (self, conn, EDGE_DISC_NETWORK);
             return;
         }
     if (conn->queue_count)
