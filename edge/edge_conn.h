@@ -37,7 +37,7 @@ typedef struct {
     edge_wheel_link_t timer;    //  its place in the edge's timing wheel
     bool pinged;                //  pinged since last_rx
     bool ping_owed;             //  a ping waits for the socket to be writeable
-    bool hung_up;               //  idle: lws drops it, no close frame
+    bool hung_up;               //  idle, or a write refused: lws drops it, no close frame
     bool peer_closed;           //  the client sent a close frame: nothing more goes out
     bool ready;                 //  on the edge's list of queues to write after a drain
 

@@ -573,7 +573,9 @@ edge_ws_queue (edge_t *self, edge_conn_t *conn, edge_buf_t *buf)
         return;
     }
     edge_metrics_queue_depth (self->metrics, conn->queue_count);
-    if (conn->queue_count == 1 && !(self->draining && s_mark_ready (self, conn) == 0))
+    if (conn->queue_count > 1)
+        return;                         //  already waiting to be written
+    if (!self->draining || s_mark_ready (self, conn))
         lws_callback_on_writable ((struct lws *) conn->wsi);
 }
 
