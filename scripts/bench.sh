@@ -536,10 +536,83 @@ def read_batch(rel):
     except (OSError, ValueError):
         return None
 
+def glance():
+    """Every target beside its latest figure and the limit or peer of the same run"""
+    rows = []
+    def row(what, target, latest, beside, met, far=""):
+        if latest is None:
+            return
+        status = "**met**" if met else "not met" + ((": " + far) if far else "")
+        rows.append("| %s | %s | %s | %s | %s |" % (what, target, latest, beside or "-", status))
+    z, lim, lim1, red = (load("ingest/chorus-zmq-16.json"), load("ingest/rocksdb-16.json"),
+                         load("ingest/rocksdb1-16.json"), load("ingest/redis-16.json"))
+    if z:
+        a = z["acked_per_s"]
+        row("durable acked sends/s (ZeroMQ 64×16)", "≥ 100,000", f(a),
+            lim and "limit %s msgs/s (Chorus %s of it)" % (f(lim["msgs_per_s"]), ratio(a, lim["msgs_per_s"])),
+            a >= 100000, "%s of the target" % ratio(a, 100000))
+        if red:
+            r = red["acked_per_s"]
+            row("… against Redis `appendfsync always`, -c 64 -P 16", "≥ 2×", ratio(a, r),
+                "Redis %s acked/s; RocksDB alone, one put a message: %s of 2× Redis" % (
+                    f(r), ratio(lim1 and lim1["msgs_per_s"], 2 * r)),
+                a >= 2 * r, "beyond the store on this disk")
+    c, i, l = load("fanout/chorus-closed.json"), load("fanout/irc-closed.json"), load("fanout/relay-closed.json")
+    if c:
+        d = c["deliveries_per_s"]
+        row("WebSocket deliveries/s, fan-out closed loop", "≥ 1,000,000 and ≥ InspIRCd", f(d),
+            "InspIRCd %s (Chorus %s); limit relay %s (%s)" % (
+                f(i and i["deliveries_per_s"]), ratio(d, i and i["deliveries_per_s"]),
+                f(l and l["deliveries_per_s"]), ratio(d, l and l["deliveries_per_s"])),
+            d >= 1e6 and (not i or d >= i["deliveries_per_s"]))
+    c, i, l = load("fanout/chorus-200.json"), load("fanout/irc-200.json"), load("fanout/relay-200.json")
+    if c:
+        a, d = c["ack_ms"]["p99"], c["deliver_ms"]["p99"]
+        row("fan-out 200 msgs/s: send→ack p99", "≤ 2 ms", f(a, 2) + " ms", "", a <= 2, "%.1f× the target" % (a / 2))
+        row("fan-out 200 msgs/s: send→deliver p99", "≤ 5 ms", f(d, 2) + " ms",
+            "InspIRCd %s ms, limit relay %s ms" % (ms(i and i["deliver_ms"], "p99"), ms(l and l["deliver_ms"], "p99")),
+            d <= 5, "%.1f× the target" % (d / 5))
+    c, i = load("fanout/chorus-1000.json"), load("fanout/irc-1000.json")
+    if c:
+        d = c["deliver_ms"]["p99"]
+        row("fan-out 1,000 msgs/s: send→deliver p99", "≤ 25 ms and < InspIRCd", f(d, 2) + " ms",
+            "InspIRCd %s ms (Chorus %s)" % (ms(i and i["deliver_ms"], "p99"), ratio(d, i and i["deliver_ms"]["p99"])),
+            d <= 25 and (not i or d < i["deliver_ms"]["p99"]), "%.2f× the target" % (d / 25))
+    c, i, l = load("workspace/chorus.json"), load("workspace/irc.json"), load("workspace/relay.json")
+    if c:
+        d = c["deliver_ms"]["p99"]
+        row("workspace: send→deliver p99", "≤ 5 ms", f(d, 2) + " ms",
+            "InspIRCd %s ms, limit relay %s ms" % (ms(i and i["deliver_ms"], "p99"), ms(l and l["deliver_ms"], "p99")),
+            d <= 5, "%.0f× the target" % (d / 5))
+    r = load("connections/chorus.json")
+    if r:
+        kib, cpu = r.get("server_rss_kb_per_session"), (r.get("server_idle") or {}).get("cpu_pct")
+        row("15,000 idle sessions: RSS per session", "≤ 16 KiB", f(kib, 1) + " KiB",
+            "%s / %s sessions ready" % (f(r["sessions_ready"]), f(r["sessions"])), kib is not None and kib <= 16)
+        row("15,000 idle sessions: idle server CPU", "< 2 %", f(cpu, 2) + " %", "", cpu is not None and cpu < 2)
+    r, st = load("history/chorus.json"), load("history/startup.json")
+    if r:
+        worst = max((r.get(k + "_ms") or {}).get("p99", 0) for k in ("newest", "oldest", "middle"))
+        row("history page of 50, 10 M messages: p99, worst of newest / oldest / middle", "≤ 1 ms",
+            f(worst, 2) + " ms", "", worst <= 1)
+    if st:
+        row("start-up on 10 M messages", "≤ 2 s", f(st["ready_ms"]) + " ms", "", st["ready_ms"] <= 2000)
+    r = load("catchup/chorus.json")
+    if r:
+        done = r["catchup_all_s"]
+        row("catch-up, 1,000 clients × 100 missed", "all within 2 s, none missing", "%s s, %s / %s clients, %s messages" % (
+            f(done, 3), f(r["catchup_clients"]), f(r["sessions"]), f(r["catchup_messages"])), "",
+            done <= 2 and r["catchup_clients"] == r["sessions"] and r["catchup_messages"] == 100 * r["sessions"])
+    head = ["### Targets at a glance (the latest run of each scenario; what bounds the ones not met: \"What bounds these figures\" and \"What is left\")",
+            "", "| figure | target | Chorus | beside it, same run | status |", "|---|---|---|---|---|"]
+    return head + rows if rows else []
+
 out = []
 out.append("Last command: `%s` · machine: %s · written %s. Rows come from the latest run of each scenario; each says when it was measured."
            % (os.environ.get("CHORUS_BENCH_COMMAND", "scripts/bench.sh").strip(),
               os.environ.get("CHORUS_BENCH_MACHINE", "?"), time.strftime("%Y-%m-%d %H:%M %Z")))
+out.append("")
+out.extend(glance())
 out.append("")
 
 # Ingest
