@@ -251,10 +251,10 @@ membership_actor (zsock_t *pipe, void *args)
             s_handle_inbox (self);
         else
         if (which) {
-            mb_login_t *login = mb_hasher_result (self->server->hasher, which);
-            if (login)
-                mb_auth_login_finish (self->server, login);
-            mb_login_destroy (&login);
+            mb_password_t *done = mb_hasher_result (self->server->hasher, which);
+            if (done)
+                mb_auth_password_done (self->server, done);
+            mb_password_destroy (&done);
         }
         else
         if (zpoller_terminated (self->poller))

@@ -1,7 +1,8 @@
 /*  =========================================================================
     membership_auth - credentials and administration
 
-    Passwords are kept as crypto_pwhash_str (argon2id, interactive limits);
+    Passwords are kept as crypto_pwhash_str (argon2id, interactive limits),
+    hashed and checked by membership_hasher's workers, off this thread;
     tokens only as their 32-byte crypto_generichash. A token is a prefix
     (chr_usr_ session, chr_bot_ API, chr_adm_ admin) and 32 random bytes in
     base64url without padding. The admin token is issued on first start and
@@ -209,8 +210,17 @@ s_field_user (mb_tenant_t *tenant, mb_request_t *request)
 //  --------------------------------------------------------------------------
 //  login: tenant name, handle, password -> a new session token
 
+//  Answers a request the hasher's queue has no room for
+static void
+s_reply_busy (mb_server_t *server, mb_request_t *request)
+{
+    proto_write_error (server->reply, request->rid, PROTO_ERR_RATE_LIMITED,
+                       "too many password checks at once", 1000);
+    stage_send_reply (server->broker, request->route, server->reply, NULL);
+}
+
 //  Hands the password check to a hasher worker; the reply is made by
-//  mb_auth_login_finish. An unknown handle is checked against a dummy hash,
+//  mb_auth_password_done. An unknown handle is checked against a dummy hash,
 //  so it takes as long as a wrong password.
 void
 mb_auth_login (mb_server_t *server, mb_request_t *request)
@@ -224,46 +234,36 @@ mb_auth_login (mb_server_t *server, mb_request_t *request)
     const char *password = "";
     size_t len = 0;
     proto_msg_str (request->req, "password", &password, &len);
-    if (mb_hasher_submit (server->hasher, request->route, request->req_frame, tenant->id,
-                          user? user->id: 0, user? user->pwhash: s_dummy_hash, password, len)) {
-        proto_write_error (server->reply, request->rid, PROTO_ERR_RATE_LIMITED,
-                           "too many logins at once", 1000);
-        stage_send_reply (server->broker, request->route, server->reply, NULL);
-    }
+    if (mb_hasher_check (server->hasher, request->route, request->req_frame, tenant->id,
+                         user? user->id: 0, user? user->pwhash: s_dummy_hash, password, len))
+        s_reply_busy (server, request);
 }
 
 //  --------------------------------------------------------------------------
 //  A login's password was checked: issue the token, or refuse
 
-void
-mb_auth_login_finish (mb_server_t *server, mb_login_t *login)
+static void
+s_login_finish (mb_server_t *server, mb_request_t *request, mb_password_t *login)
 {
-    mb_request_t request = { .route = &login->route, .req_frame = &login->req_frame, .op = "login" };
-    request.req = proto_msg_decode (login->req_frame.data,
-                                    login->req_frame.size, NULL);
-    if (request.req)
-        proto_msg_u64 (request.req, "rid", &request.rid);
-    request.now = stage_now_ms ();
     mb_tenant_t *tenant = mb_model_tenant (server->model, login->tenant);
     mb_user_t *user = tenant && login->user? mb_tenant_user (tenant, login->user): NULL;
     char token [TOKEN_MAX];
-    if (!request.req || !user || !login->match)
-        mb_reply_error (server, &request, PROTO_ERR_BAD_CREDENTIALS, NULL);
+    if (!user || !login->match)
+        mb_reply_error (server, request, PROTO_ERR_BAD_CREDENTIALS, NULL);
     else
-    if (s_token_issue (server, &request, tenant, user, false, token))
-        mb_reply_error (server, &request, PROTO_ERR_STORAGE_UNAVAILABLE, NULL);
+    if (s_token_issue (server, request, tenant, user, false, token))
+        mb_reply_error (server, request, PROTO_ERR_STORAGE_UNAVAILABLE, NULL);
     else {
-        mb_reply_begin (server, &request);
+        mb_reply_begin (server, request);
         proto_writer_kv_str (server->reply, "token", token);
         proto_writer_str (server->reply, "user");
         mb_write_user (server->reply, user);
         proto_writer_str (server->reply, "tenant");
         mb_write_tenant (server->reply, tenant);
-        mb_reply_send (server, &request, mb_ctl_set (server, tenant->id, user->id, false));
+        mb_reply_send (server, request, mb_ctl_set (server, tenant->id, user->id, false));
         sodium_memzero (token, sizeof (token));
         zsys_info ("membership: user %" PRIu64 "/%" PRIu64 " logged in", tenant->id, user->id);
     }
-    proto_msg_destroy (&request.req);
 }
 
 //  --------------------------------------------------------------------------
@@ -407,20 +407,10 @@ s_user_args_check (mb_request_t *request)
     return NULL;
 }
 
-//  A new user of tenant from the request (checked); NULL if hashing failed
+//  A new user of tenant from the request (checked), with its password's hash
 static mb_user_t *
-s_user_from_request (mb_tenant_t *tenant, mb_request_t *request)
+s_user_from_request (mb_tenant_t *tenant, mb_request_t *request, const char *pwhash)
 {
-    const char *password;
-    size_t password_len;
-    proto_msg_str (request->req, "password", &password, &password_len);
-    char pwhash [crypto_pwhash_STRBYTES];
-    if (crypto_pwhash_str (pwhash, password, password_len,
-                           crypto_pwhash_OPSLIMIT_INTERACTIVE,
-                           crypto_pwhash_MEMLIMIT_INTERACTIVE)) {
-        zsys_error ("membership: crypto_pwhash_str failed (out of memory?)");
-        return NULL;
-    }
     char handle [MEMBERSHIP_HANDLE_MAX + 1], display [FIELD_MAX];
     bool bot = false;
     s_field (request, "handle", handle, sizeof (handle));
@@ -440,28 +430,62 @@ s_user_save (mb_server_t *server, mb_tenant_t *tenant, mb_user_t *user)
     return mb_server_commit (server);
 }
 
-void
-mb_auth_user_create (mb_server_t *server, mb_request_t *request)
+//  True if tenant can take the request's new user now, else answers why not
+static bool
+s_user_room (mb_server_t *server, mb_tenant_t *tenant, mb_request_t *request)
 {
-    const char *why = s_user_args_check (request);
-    mb_tenant_t *tenant = why? NULL: s_field_tenant (server, request, "tenant");
-    mb_user_t *user = NULL;
-    if (why)
-        mb_reply_error (server, request, PROTO_ERR_INVALID_ARGS, why);
-    else
-    if (!tenant)
-        mb_reply_error (server, request, PROTO_ERR_TENANT_NOT_FOUND, NULL);
-    else
     if (s_field_user (tenant, request))
         mb_reply_error (server, request, PROTO_ERR_NAME_TAKEN, NULL);
     else
     if (tenant->last_user >= MB_ID_MAX)
         mb_reply_error (server, request, PROTO_ERR_INTERNAL, "no user ids left");
     else
-    if (!(user = s_user_from_request (tenant, request)))
-        mb_reply_error (server, request, PROTO_ERR_INTERNAL, "cannot hash the password");
+        return true;
+    return false;
+}
+
+//  Checks the request, then hands the password to a hasher worker; the user
+//  is made by s_user_create_finish, which checks the handle again
+void
+mb_auth_user_create (mb_server_t *server, mb_request_t *request)
+{
+    const char *why = s_user_args_check (request);
+    mb_tenant_t *tenant = why? NULL: s_field_tenant (server, request, "tenant");
+    if (why)
+        mb_reply_error (server, request, PROTO_ERR_INVALID_ARGS, why);
     else
-    if (s_user_save (server, tenant, user))
+    if (!tenant)
+        mb_reply_error (server, request, PROTO_ERR_TENANT_NOT_FOUND, NULL);
+    else
+    if (s_user_room (server, tenant, request)) {
+        const char *password;
+        size_t password_len;
+        proto_msg_str (request->req, "password", &password, &password_len);
+        if (mb_hasher_hash (server->hasher, request->route, request->req_frame,
+                            tenant->id, password, password_len))
+            s_reply_busy (server, request);
+    }
+}
+
+//  A new user's password was hashed: save the user, unless its handle was
+//  taken meanwhile
+static void
+s_user_create_finish (mb_server_t *server, mb_request_t *request, mb_password_t *hashed)
+{
+    mb_tenant_t *tenant = mb_model_tenant (server->model, hashed->tenant);
+    mb_user_t *user = NULL;
+    if (!tenant)
+        mb_reply_error (server, request, PROTO_ERR_TENANT_NOT_FOUND, NULL);
+    else
+    if (!s_user_room (server, tenant, request))
+        ;                               //  answered
+    else
+    if (!hashed->pwhash) {
+        zsys_error ("membership: crypto_pwhash_str failed (out of memory?)");
+        mb_reply_error (server, request, PROTO_ERR_INTERNAL, "cannot hash the password");
+    }
+    else
+    if (s_user_save (server, tenant, (user = s_user_from_request (tenant, request, hashed->pwhash))))
         mb_reply_error (server, request, PROTO_ERR_STORAGE_UNAVAILABLE, NULL);
     else {
         mb_reply_begin (server, request);
@@ -471,6 +495,30 @@ mb_auth_user_create (mb_server_t *server, mb_request_t *request)
         mb_tenant_user_add (tenant, &user);
     }
     mb_user_destroy (&user);
+}
+
+//  --------------------------------------------------------------------------
+//  A hasher worker is done: finish the login or the user_create it was for
+
+void
+mb_auth_password_done (mb_server_t *server, mb_password_t *done)
+{
+    const char *op = done->hashing? "user_create": "login";
+    mb_request_t request = { .route = &done->route, .req_frame = &done->req_frame,
+                             .op = op, .op_len = strlen (op) };
+    request.req = proto_msg_decode (done->req_frame.data, done->req_frame.size, NULL);
+    if (request.req)
+        proto_msg_u64 (request.req, "rid", &request.rid);
+    request.now = stage_now_ms ();
+    if (!request.req)
+        mb_reply_error (server, &request, done->hashing? PROTO_ERR_INTERNAL:
+                                          PROTO_ERR_BAD_CREDENTIALS, NULL);
+    else
+    if (done->hashing)
+        s_user_create_finish (server, &request, done);
+    else
+        s_login_finish (server, &request, done);
+    proto_msg_destroy (&request.req);
 }
 
 //  --------------------------------------------------------------------------

@@ -25,8 +25,9 @@ int
 bool
     mb_auth_is_admin (mb_server_t *server, mb_request_t *request);
 mb_handler_fn mb_auth_login;
-//  Answers a login once its password was checked (membership_hasher)
-void mb_auth_login_finish (mb_server_t *server, mb_login_t *login);
+//  Answers a login once its password was checked, or a user_create once
+//  its password was hashed (membership_hasher)
+void mb_auth_password_done (mb_server_t *server, mb_password_t *done);
 mb_handler_fn mb_auth_auth;
 mb_handler_fn mb_auth_logout;
 mb_handler_fn mb_auth_tenant_create;

@@ -261,10 +261,59 @@ def test_login_flood_does_not_stall_sends():
         alice.close()
 
 
+def test_user_create_does_not_stall_sends():
+    """New users' passwords are hashed by the same workers as logins, off the
+    membership stage: a batch of user_create requests does not hold up a
+    send behind it, every user is made once, and a handle asked for twice
+    at once goes to one of the two."""
+    with Server(http=False) as server:
+        ws = Workspace(server)
+        alice = ws.login("alice")
+        ch = alice.ok("channel_create", name="general")["channel"]["id"]
+        admin = Client(server.api)
+        admin.ok("auth", token=server.admin_token())
+        handles = ["new%d" % i for i in range(22)] + ["twin", "twin"]
+        for rid, handle in enumerate(handles, start=100):
+            admin.send_raw(msgpack.packb({"op": "user_create", "rid": rid, "tenant": ws.name,
+                                          "handle": handle, "display_name": handle,
+                                          "password": "password-" + handle}))
+        ack = alice.ok("send", ch=ch, body="not held up", client_msg_id="user-create-1")
+        assert ack["seq"] == 1
+        answered = {}
+        while True:
+            try:
+                payload, _, _ = admin.recv(0)
+            except TimeoutError:
+                break
+            answered[payload["re"]] = payload
+        assert len(answered) <= len(handles) // 2, \
+            "the send waited for %d password hashes" % len(answered)
+        while len(answered) < len(handles):
+            payload, _, _ = admin.recv(60000)
+            answered[payload["re"]] = payload
+        made = {}
+        for rid, handle in enumerate(handles, start=100):
+            reply = answered[rid]
+            if reply.get("ok"):
+                assert reply["user"]["handle"] == handle
+                made.setdefault(handle, []).append(reply["user"]["id"])
+            else:
+                assert handle == "twin" and reply["error"] == "name_taken", reply
+        assert sorted(made) == sorted(set(handles)) and len(made["twin"]) == 1
+        ids = [uid for uids in made.values() for uid in uids]
+        assert len(set(ids)) == len(ids), "every user has its own id"
+        newcomer = Client(server.api)
+        reply = newcomer.ok("login", tenant=ws.name, handle="new7", password="password-new7")
+        assert reply["user"]["id"] == made["new7"][0]
+        newcomer.close()
+        admin.close()
+        alice.close()
+
 if __name__ == "__main__":
     run([test_realtime_between_two_users, test_dm_visible_only_to_its_members,
          test_private_channel_refuses_non_members, test_tenant_isolation,
          test_retry_in_the_same_batch_with_a_nul_in_the_body,
          test_retry_is_idempotent_even_after_restart, test_reply_privately_quotes_the_original,
          test_edit_delete_read_and_unread, test_channel_list_ranks_by_affinity,
-         test_typing_is_relayed_not_stored, test_login_flood_does_not_stall_sends])
+         test_typing_is_relayed_not_stored, test_login_flood_does_not_stall_sends,
+         test_user_create_does_not_stall_sends])
