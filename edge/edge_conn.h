@@ -40,6 +40,8 @@ typedef struct {
     bool hung_up;               //  idle, or a write refused: lws drops it, no close frame
     bool peer_closed;           //  the client sent a close frame: nothing more goes out
     bool ready;                 //  on the edge's list of queues to write after a drain
+    bool rx_since_write;        //  a frame came in since the last writeable callback:
+                                //  lws may owe a pong, which must go out first
 
     //  The message being received
     uint8_t *rx;                //  bytes received so far

@@ -233,6 +233,7 @@ edge_ws_receive (edge_t *self, struct lws *wsi, edge_pss_t *pss,
     if (!conn || conn->close_code || conn->hung_up)
         return 0;                       //  closing: input is ignored
     s_alive (conn);
+    conn->rx_since_write = true;
     if (!conn->rx_active) {
         conn->rx_active = true;
         conn->rx_binary = lws_frame_is_binary (wsi) != 0;
@@ -348,6 +349,7 @@ edge_ws_writeable (edge_t *self, struct lws *wsi, edge_pss_t *pss)
     edge_conn_t *conn = pss->conn;
     if (!conn)
         return 0;
+    conn->rx_since_write = false;       //  lws writes a pong it owes before this
     if (conn->close_code) {
         const char *reason = conn->close_reason? conn->close_reason: "";
         lws_close_reason (wsi, (enum lws_close_status) conn->close_code,
@@ -520,14 +522,17 @@ s_mark_ready (edge_t *self, edge_conn_t *conn)
 //  goes to the connection's own buffer, flushed before the next callback.
 //  A new frame may only start when that buffer is empty (lws would take it
 //  as the rest of the frame it holds), and nothing goes out after a close:
-//  those cases, and a ping owed, wait for the callback.
+//  those cases, and a ping owed, wait for the callback. So does a
+//  connection that sent a frame since its last callback: a ping may have
+//  come with it, and lws writes its pong only in the callback, which keeps
+//  the pong ahead of the reply (lws 4.1 says nothing of a ping received).
 static void
 s_write_now (edge_t *self, edge_conn_t *conn)
 {
     struct lws *wsi = (struct lws *) conn->wsi;
     if (!conn->queue_count || conn->close_code || conn->hung_up)
         return;
-    if (conn->peer_closed || conn->ping_owed
+    if (conn->peer_closed || conn->ping_owed || conn->rx_since_write
     ||  lws_get_close_length (wsi) || lws_partial_buffered (wsi)) {
         lws_callback_on_writable (wsi);
         return;
