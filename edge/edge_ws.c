@@ -522,20 +522,28 @@ s_mark_ready (edge_t *self, edge_conn_t *conn)
 //  goes to the connection's own buffer, flushed before the next callback.
 //  A new frame may only start when that buffer is empty (lws would take it
 //  as the rest of the frame it holds), and nothing goes out after a close:
-//  those cases, and a ping owed, wait for the callback. So does a
-//  connection that sent a frame since its last callback: a ping may have
-//  come with it, and lws writes its pong only in the callback, which keeps
-//  the pong ahead of the reply (lws 4.1 says nothing of a ping received).
+//  those cases, and a ping owed, wait for the callback. A connection that
+//  sent a frame since its last callback may owe a pong (lws 4.1 says
+//  nothing of a ping received, and writes the pong only when it services
+//  the socket's POLLOUT): its POLLOUT is serviced now, so the pong goes
+//  ahead of the reply, then the queue in edge_ws_writeable.
 static void
 s_write_now (edge_t *self, edge_conn_t *conn)
 {
     struct lws *wsi = (struct lws *) conn->wsi;
     if (!conn->queue_count || conn->close_code || conn->hung_up)
         return;
-    if (conn->peer_closed || conn->ping_owed || conn->rx_since_write
+    if (conn->peer_closed || conn->ping_owed
     ||  lws_get_close_length (wsi) || lws_partial_buffered (wsi)) {
         lws_callback_on_writable (wsi);
         return;
+    }
+    if (conn->rx_since_write) {
+        lws_callback_on_writable (wsi);
+        struct lws_pollfd pollfd = { .fd = lws_get_socket_fd (wsi),
+                                     .events = POLLOUT, .revents = POLLOUT };
+        lws_service_fd (self->context, &pollfd);
+        return;                         //  conn may be gone now
     }
     for (int round = 0; round < 4 && conn->queue_count && !lws_partial_buffered (wsi); round++)
         if (s_write_some (self, wsi, conn)) {
