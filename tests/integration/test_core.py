@@ -309,6 +309,38 @@ def test_user_create_does_not_stall_sends():
         admin.close()
         alice.close()
 
+def test_user_create_flood_is_bounded():
+    """user_create shares the hashers' bounded queue with logins: past it,
+    rate_limited (retryable, nothing made); every user answered ok exists
+    once, with a password that logs in."""
+    with Server(http=False) as server:
+        ws = Workspace(server, users=())
+        admin = Client(server.api)
+        admin.ok("auth", token=server.admin_token())
+        total = 48
+        for rid in range(1, total + 1):
+            admin.send_raw(msgpack.packb({"op": "user_create", "rid": rid, "tenant": ws.name,
+                                          "handle": "f%d" % rid, "display_name": "F",
+                                          "password": "password-%d" % rid}))
+        answered = {}
+        while len(answered) < total:
+            payload, _, _ = admin.recv(60000)
+            answered[payload["re"]] = payload
+        made = [rid for rid, reply in answered.items() if reply.get("ok")]
+        refused = [reply for reply in answered.values() if not reply.get("ok")]
+        assert refused and all(r["error"] == "rate_limited" and r["retry_after_ms"] > 0
+                               for r in refused), refused
+        assert len(made) >= 34, "two running and 32 queued are all made"
+        free_handle = "f%d" % refused[0]["re"]
+        retry = admin.ok("user_create", tenant=ws.name, handle=free_handle,
+                         display_name="F", password="password-again")
+        assert retry["user"]["handle"] == free_handle, "a refused handle is still free"
+        user = Client(server.api)
+        assert user.ok("login", tenant=ws.name, handle="f%d" % made[0],
+                       password="password-%d" % made[0])["user"]["handle"] == "f%d" % made[0]
+        user.close()
+        admin.close()
+
 if __name__ == "__main__":
     run([test_realtime_between_two_users, test_dm_visible_only_to_its_members,
          test_private_channel_refuses_non_members, test_tenant_isolation,
@@ -316,4 +348,4 @@ if __name__ == "__main__":
          test_retry_is_idempotent_even_after_restart, test_reply_privately_quotes_the_original,
          test_edit_delete_read_and_unread, test_channel_list_ranks_by_affinity,
          test_typing_is_relayed_not_stored, test_login_flood_does_not_stall_sends,
-         test_user_create_does_not_stall_sends])
+         test_user_create_does_not_stall_sends, test_user_create_flood_is_bounded])
