@@ -29,9 +29,12 @@ void
 mb_password_destroy (mb_password_t **self_p)
 {
     if (self_p && *self_p) {
-        free ((*self_p)->bytes);
-        free ((*self_p)->pwhash);
-        free (*self_p);
+        mb_password_t *self = *self_p;
+        //  The request holds the password
+        sodium_memzero (self->bytes, self->route.size + self->req_frame.size);
+        free (self->bytes);
+        free (self->pwhash);
+        free (self);
         *self_p = NULL;
     }
 }
