@@ -473,19 +473,19 @@ static void
 s_user_create_finish (mb_server_t *server, mb_request_t *request, mb_password_t *hashed)
 {
     mb_tenant_t *tenant = mb_model_tenant (server->model, hashed->tenant);
-    mb_user_t *user = NULL;
-    if (!tenant)
+    if (!tenant) {
         mb_reply_error (server, request, PROTO_ERR_TENANT_NOT_FOUND, NULL);
-    else
+        return;
+    }
     if (!s_user_room (server, tenant, request))
-        ;                               //  answered
-    else
+        return;                         //  answered: the handle was taken meanwhile
     if (!hashed->pwhash) {
         zsys_error ("membership: crypto_pwhash_str failed (out of memory?)");
         mb_reply_error (server, request, PROTO_ERR_INTERNAL, "cannot hash the password");
+        return;
     }
-    else
-    if (s_user_save (server, tenant, (user = s_user_from_request (tenant, request, hashed->pwhash))))
+    mb_user_t *user = s_user_from_request (tenant, request, hashed->pwhash);
+    if (s_user_save (server, tenant, user))
         mb_reply_error (server, request, PROTO_ERR_STORAGE_UNAVAILABLE, NULL);
     else {
         mb_reply_begin (server, request);
